@@ -1,0 +1,3 @@
+"""planner: pure planning for heterogeneous GPU pools (no torch, no asyncio)."""
+
+__all__: list[str] = []
