@@ -1,0 +1,153 @@
+"""Torch paged attention over the NHD cache: the CPU path and the oracle for the CUDA path.
+
+Semantics copied from FlashInfer: GQA maps query head ``h`` to KV head ``h // (Hq // Hkv)``; the causal mask
+is bottom-right aligned (query ``i`` of a request with ``qo_len`` queries and ``kv_len`` keys sees keys
+``0 .. kv_len - qo_len + i``); ``sm_scale`` defaults to ``1 / sqrt(head_dim)``.
+
+Decode requests (one query each) are batched into a single SDPA call: their pages are gathered with one
+``index_select`` into a padded ``[B, Lmax, Hkv, D]`` plus a length mask, and the ``G = Hq / Hkv`` query heads
+that share a KV head are treated as ``G`` query rows of that head. Prefill requests (several queries) run one
+SDPA call each with ``enable_gqa``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from kernels_ext.paged_kv import get_batch_indices_positions, get_seq_lens, kv_token_slots, write_kv_rows
+
+__all__ = ["CpuPagedAttention"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _PrefillItem:
+    q_start: int
+    q_end: int
+    k_rows: torch.Tensor  # [kv_len] int64
+    mask: torch.Tensor | None  # [qo_len, kv_len] bool, None when qo_len == kv_len (plain causal)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _CpuPlan:
+    nnz: int
+    append_rows: torch.Tensor  # [nnz] int64: K row of each new token
+    decode_q: torch.Tensor  # [Bd] int64: query row of each decode request
+    decode_rows: torch.Tensor  # [Bd * Lmax] int64: K rows, padded with row 0
+    decode_mask: torch.Tensor  # [Bd, 1, 1, Lmax] bool
+    decode_len: int  # Lmax
+    prefill: tuple[_PrefillItem, ...]
+
+
+class CpuPagedAttention:
+    """Batch prefill + decode attention over a paged cache ``[L, P, 2, S, Hkv, D]`` in torch."""
+
+    def __init__(self, kv_cache: torch.Tensor, *, num_qo_heads: int, sm_scale: float | None = None) -> None:
+        self.kv_cache = kv_cache
+        self.page_size = kv_cache.shape[3]
+        self.num_kv_heads = kv_cache.shape[4]
+        self.head_dim = kv_cache.shape[5]
+        if num_qo_heads % self.num_kv_heads:
+            raise ValueError(
+                f"num_qo_heads={num_qo_heads} is not a multiple of num_kv_heads={self.num_kv_heads} (GQA)"
+            )
+        self.num_qo_heads = num_qo_heads
+        self.group = num_qo_heads // self.num_kv_heads
+        self.sm_scale = sm_scale if sm_scale is not None else self.head_dim**-0.5
+        self._plan: _CpuPlan | None = None
+
+    def plan(
+        self,
+        qo_indptr: torch.Tensor,
+        kv_indptr: torch.Tensor,
+        kv_indices: torch.Tensor,
+        kv_last_page_len: torch.Tensor,
+    ) -> None:
+        """Precompute every index the step's layers share. All inputs are int32 host tensors."""
+        qo_indptr = qo_indptr.to(torch.int64)
+        kv_indptr64 = kv_indptr.to(torch.int64)
+        qo_lens = qo_indptr[1:] - qo_indptr[:-1]
+        kv_lens = get_seq_lens(kv_indptr64, kv_last_page_len, self.page_size)
+        if bool((kv_lens < qo_lens).any()):
+            raise ValueError(f"kv lengths {kv_lens.tolist()} must include the new tokens {qo_lens.tolist()}")
+        nnz = int(qo_indptr[-1])
+        batch, pos = get_batch_indices_positions(qo_indptr, kv_lens, nnz)
+        append_rows = kv_token_slots(batch, pos, kv_indptr64, kv_indices, self.page_size)
+
+        is_decode = qo_lens == 1
+        dec = torch.nonzero(is_decode).flatten()
+        decode_len = int(kv_lens[dec].max()) if dec.numel() else 0
+        # Every decode request's KV rows, padded to decode_len (pad rows point at row 0 and are masked).
+        d_pos = torch.arange(decode_len).expand(dec.numel(), decode_len)
+        d_mask = d_pos < kv_lens[dec, None]
+        d_batch = dec[:, None].expand_as(d_pos)
+        d_rows = kv_token_slots(d_batch[d_mask], d_pos[d_mask], kv_indptr64, kv_indices, self.page_size)
+        decode_rows = torch.zeros(d_pos.shape, dtype=torch.int64)
+        decode_rows[d_mask] = d_rows
+
+        prefill = []
+        for i in torch.nonzero(~is_decode).flatten().tolist():
+            q_len, kv_len = int(qo_lens[i]), int(kv_lens[i])
+            if q_len == 0:
+                continue
+            rows = kv_token_slots(
+                torch.full((kv_len,), i), torch.arange(kv_len), kv_indptr64, kv_indices, self.page_size
+            )
+            mask = None
+            if q_len != kv_len:
+                mask = torch.ones(q_len, kv_len, dtype=torch.bool).tril(diagonal=kv_len - q_len)
+            start = int(qo_indptr[i])
+            prefill.append(_PrefillItem(q_start=start, q_end=start + q_len, k_rows=rows, mask=mask))
+
+        self._plan = _CpuPlan(
+            nnz=nnz,
+            append_rows=append_rows,
+            decode_q=qo_indptr[dec],
+            decode_rows=decode_rows.flatten(),
+            decode_mask=d_mask[:, None, None, :],
+            decode_len=decode_len,
+            prefill=tuple(prefill),
+        )
+
+    def _require_plan(self) -> _CpuPlan:
+        if self._plan is None:
+            raise RuntimeError("PagedAttention.run/append called before plan(); call plan() once per step")
+        return self._plan
+
+    def append(self, layer: int, key: torch.Tensor, value: torch.Tensor) -> None:
+        """Write the step's new ``key/value [nnz, Hkv, D]`` into layer ``layer``."""
+        write_kv_rows(self.kv_cache[layer], self._require_plan().append_rows, key, value)
+
+    def run(self, layer: int, q: torch.Tensor) -> torch.Tensor:
+        """Attention of ``q [nnz, Hq, D]`` over layer ``layer``'s cache; returns ``[nnz, Hq, D]``."""
+        plan = self._require_plan()
+        if q.shape[0] != plan.nnz:
+            raise ValueError(f"q has {q.shape[0]} tokens but plan() was given {plan.nnz}")
+        cache = self.kv_cache[layer]
+        flat = cache.view(-1, self.num_kv_heads, self.head_dim)
+        out = torch.empty_like(q)
+        hkv, g, d, s = self.num_kv_heads, self.group, self.head_dim, self.page_size
+        if plan.decode_q.numel():
+            b = plan.decode_q.numel()
+            qd = q.index_select(0, plan.decode_q).view(b, hkv, g, d)
+            k = flat.index_select(0, plan.decode_rows).view(b, plan.decode_len, hkv, d).transpose(1, 2)
+            v = flat.index_select(0, plan.decode_rows + s).view(b, plan.decode_len, hkv, d).transpose(1, 2)
+            o = F.scaled_dot_product_attention(qd, k, v, attn_mask=plan.decode_mask, scale=self.sm_scale)
+            out.index_copy_(0, plan.decode_q, o.reshape(b, hkv * g, d))
+        for item in plan.prefill:
+            qp = q[item.q_start : item.q_end].transpose(0, 1).unsqueeze(0)
+            k = flat.index_select(0, item.k_rows).transpose(0, 1).unsqueeze(0)
+            v = flat.index_select(0, item.k_rows + s).transpose(0, 1).unsqueeze(0)
+            o = F.scaled_dot_product_attention(
+                qp,
+                k,
+                v,
+                attn_mask=item.mask,
+                is_causal=item.mask is None,
+                scale=self.sm_scale,
+                enable_gqa=True,
+            )
+            out[item.q_start : item.q_end] = o[0].transpose(0, 1)
+        return out
