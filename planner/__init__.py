@@ -1,3 +1,62 @@
-"""planner: pure planning for heterogeneous GPU pools (no torch, no asyncio)."""
+"""planner: pure planning for heterogeneous GPU pools (numpy, scipy, networkx only; no torch, no asyncio).
 
-__all__: list[str] = []
+Invariant: every time estimate — in the search, the routing LP, re-planning and the simulator — comes from one
+`CostModel`, so a calibration changes all of them at once.
+"""
+
+from planner.calibrate import ProfileSample, calibrate
+from planner.config import Link, ReplicaConfig, StageConfig
+from planner.cost_model import (
+    KV_4BIT_COMPRESSION,
+    CostModel,
+    DeviceConstants,
+    kv_bytes_per_token,
+    kv_transfer_time,
+)
+from planner.plan import PHASES, GroupPlan, Plan, Prediction, ReplicaTiming, Routing, replica_timing
+from planner.specs import (
+    DEFAULT_SLOS,
+    SLO,
+    Budget,
+    Cluster,
+    Device,
+    GPUType,
+    ModelSpec,
+    PlanError,
+    SpecError,
+    Workload,
+    data_dir,
+    load_gpu_catalog,
+)
+
+__all__ = [
+    "DEFAULT_SLOS",
+    "KV_4BIT_COMPRESSION",
+    "PHASES",
+    "SLO",
+    "Budget",
+    "Cluster",
+    "CostModel",
+    "Device",
+    "DeviceConstants",
+    "GPUType",
+    "GroupPlan",
+    "Link",
+    "ModelSpec",
+    "Plan",
+    "PlanError",
+    "Prediction",
+    "ProfileSample",
+    "ReplicaConfig",
+    "ReplicaTiming",
+    "Routing",
+    "SpecError",
+    "StageConfig",
+    "Workload",
+    "calibrate",
+    "data_dir",
+    "kv_bytes_per_token",
+    "kv_transfer_time",
+    "load_gpu_catalog",
+    "replica_timing",
+]
