@@ -114,13 +114,7 @@ class CostModel:
         return self.model.kv_bytes_per_token(self.kv_dtype_bytes)
 
     def stage_weight_bytes(self, stage: StageConfig, *, first: bool, last: bool) -> float:
-        m = self.model
-        params = stage.num_layers * m.layer_params
-        if first:
-            params += m.embedding_params
-        if last and not (first and m.tie_word_embeddings):
-            params += m.lm_head_params
-        return float(params * self.dtype_bytes)
+        return stage.num_layers * self.model.layer_params * self.dtype_bytes + self._edge_weight_bytes(first=first, last=last)
 
     def kv_transfer_time(self, tokens: float, link: Link, *, compressed: bool = True) -> float:
         """Time to move the KV of `tokens` prompt tokens between replicas over `link`."""
@@ -128,57 +122,90 @@ class CostModel:
         return kv_transfer_time(tokens * self.kv_bytes_per_token, link, ratio)
 
     # ---- memory -------------------------------------------------------------------------------------------------
+    def activation_bytes(self) -> float:
+        m = self.model
+        return float(self.activation_tokens * (4 * m.hidden_size + 3 * m.intermediate_size) * self.dtype_bytes)
+
+    def stage_free_bytes(self, stage: StageConfig, layers: np.ndarray | float, *, first: bool, last: bool) -> np.ndarray:
+        """Bytes left for KV on a stage holding `layers` layers (scalar or array)."""
+        c = self.constants(stage.gpu_type)
+        weights = np.asarray(layers, dtype=np.float64) * self.model.layer_params * self.dtype_bytes
+        return c.memory_bytes * stage.tp - weights - self._edge_weight_bytes(first=first, last=last) - self.activation_bytes()
+
     def max_kv_tokens(self, config: ReplicaConfig) -> int:
         """KV tokens (all layers) the replica can hold after weights and activations; <= 0 means it does not fit."""
-        best = math.inf
-        m = self.model
-        for k, stage in enumerate(config.stages):
-            c = self.constants(stage.gpu_type)
-            weights = self.stage_weight_bytes(stage, first=k == 0, last=k == config.pp - 1)
-            act = self.activation_tokens * (4 * m.hidden_size + 3 * m.intermediate_size) * self.dtype_bytes
-            free = c.memory_bytes * stage.tp - weights - act
-            best = min(best, free / (stage.num_layers * m.kv_bytes_per_token_layer(self.kv_dtype_bytes)))
-        return int(best)
+        per_layer = self.model.kv_bytes_per_token_layer(self.kv_dtype_bytes)
+        last = config.pp - 1
+        return int(min(float(self.stage_free_bytes(st, st.num_layers, first=k == 0, last=k == last)) / (st.num_layers * per_layer)
+                       for k, st in enumerate(config.stages)))
 
     def memory_fits(self, config: ReplicaConfig, kv_tokens: int = 0) -> bool:
         """Whether weights, activations and `kv_tokens` of KV fit on every stage."""
         return self.max_kv_tokens(config) >= max(kv_tokens, 1)
 
     # ---- stage times --------------------------------------------------------------------------------------------
-    def _stage_time(self, stage: StageConfig, flops: float, nbytes: float, allreduce_bytes: float) -> float:
+    def stage_cost(self, stage: StageConfig, layers: np.ndarray | float, *, first: bool, last: bool, tokens: float,
+                   attn_pairs: float, kv_tokens: float, heads: float) -> np.ndarray:
+        """Roofline time of one stage holding `layers` layers (scalar or array, for the layer-split DP).
+
+        tokens: tokens through the linear layers; attn_pairs: (query, context) pairs; kv_tokens: KV tokens written
+        (prefill) or read (decode); heads: tokens that need logits. All-reduce messages are tokens·hidden·dtype.
+        """
+        m = self.model
         c = self.constants(stage.gpu_type)
         t = stage.tp
-        time = c.overhead_s + max(flops / (t * c.flops), nbytes / (t * c.mem_bw))
+        layers = np.asarray(layers, dtype=np.float64)
+        flops = layers * (tokens * m.layer_linear_flops_per_token + attn_pairs * m.attention_flops_per_token_context)
+        nbytes = layers * (m.layer_params * self.dtype_bytes + kv_tokens * m.kv_bytes_per_token_layer(self.kv_dtype_bytes))
+        nbytes = nbytes + self._edge_weight_bytes(first=first, last=last)
+        if last:
+            flops = flops + heads * m.lm_head_flops_per_token
+        time = c.overhead_s + np.maximum(flops / (t * c.flops), nbytes / (t * c.mem_bw))
         if t > 1:
-            per_allreduce = 2 * (t - 1) * stage.tp_latency + 2 * (t - 1) / t * allreduce_bytes / stage.tp_bandwidth
-            time += 2 * stage.num_layers * per_allreduce
+            msg = tokens * m.hidden_size * self.dtype_bytes
+            per_allreduce = 2 * (t - 1) * stage.tp_latency + 2 * (t - 1) / t * msg / stage.tp_bandwidth
+            time = time + 2 * layers * per_allreduce
         return time
+
+    def _edge_weight_bytes(self, *, first: bool, last: bool) -> float:
+        m = self.model
+        params = m.embedding_params if first else 0
+        if last and not (first and m.tie_word_embeddings):
+            params += m.lm_head_params
+        return float(params * self.dtype_bytes)
+
+    @staticmethod
+    def prefill_load(prompt_lens: Sequence[int] | np.ndarray) -> dict[str, float]:
+        """`stage_cost` keyword arguments for one batched prefill of `prompt_lens`."""
+        s = np.asarray(prompt_lens, dtype=np.float64)
+        tokens = float(s.sum())
+        return {"tokens": tokens, "attn_pairs": float((s * (s + 1) / 2).sum()), "kv_tokens": tokens,
+                "heads": float(s.size)}
+
+    @staticmethod
+    def decode_load(batch_size: float, mean_context: float) -> dict[str, float]:
+        """`stage_cost` keyword arguments for one decode step of `batch_size` sequences."""
+        return {"tokens": batch_size, "attn_pairs": batch_size * mean_context, "kv_tokens": batch_size * mean_context,
+                "heads": batch_size}
+
+    def _stage_times(self, config: ReplicaConfig, load: dict[str, float]) -> np.ndarray:
+        last = config.pp - 1
+        return np.array([float(self.stage_cost(st, st.num_layers, first=k == 0, last=k == last, **load))
+                         for k, st in enumerate(config.stages)])
 
     def prefill_stage_times(self, config: ReplicaConfig, prompt_lens: Sequence[int] | np.ndarray) -> np.ndarray:
         """Seconds each stage spends on one batched prefill of `prompt_lens` (no queueing)."""
-        s = np.asarray(prompt_lens, dtype=np.float64)
-        m = self.model
-        tokens = float(s.sum())
-        pairs = float((s * (s + 1) / 2).sum())
-        out = np.empty(config.pp)
-        for k, stage in enumerate(config.stages):
-            last = k == config.pp - 1
-            flops = stage.num_layers * (tokens * m.layer_linear_flops_per_token + pairs * m.attention_flops_per_token_context)
-            nbytes = self.stage_weight_bytes(stage, first=k == 0, last=last)
-            nbytes += stage.num_layers * tokens * m.kv_bytes_per_token_layer(self.kv_dtype_bytes)
-            if last:
-                flops += s.size * m.lm_head_flops_per_token
-            out[k] = self._stage_time(stage, flops, nbytes, tokens * m.hidden_size * self.dtype_bytes)
-        return out
+        return self._stage_times(config, self.prefill_load(prompt_lens))
 
-    def _hop_time(self, config: ReplicaConfig, tokens: float) -> float:
+    def hop_time(self, config: ReplicaConfig, tokens: float) -> float:
+        """Total PP hop time for `tokens` tokens of activations."""
         act = tokens * self.model.hidden_size * self.dtype_bytes
         return sum(h.time(act) for h in config.hops)
 
     def prefill_time(self, config: ReplicaConfig, prompt_lens: Sequence[int] | np.ndarray) -> float:
         """Latency of one batched prefill pass through the whole pipeline (first token ready)."""
         tokens = float(np.sum(prompt_lens))
-        return float(self.prefill_stage_times(config, prompt_lens).sum()) + self._hop_time(config, tokens)
+        return float(self.prefill_stage_times(config, prompt_lens).sum()) + self.hop_time(config, tokens)
 
     def prefill_interval(self, config: ReplicaConfig, prompt_lens: Sequence[int] | np.ndarray) -> float:
         """Time between successive batches a pipelined replica can start (its bottleneck stage)."""
@@ -186,18 +213,7 @@ class CostModel:
 
     def decode_stage_times(self, config: ReplicaConfig, batch_size: int, mean_context: float) -> np.ndarray:
         """Seconds each stage spends on one decode step of `batch_size` sequences of `mean_context` tokens."""
-        m = self.model
-        b = float(batch_size)
-        out = np.empty(config.pp)
-        for k, stage in enumerate(config.stages):
-            last = k == config.pp - 1
-            flops = stage.num_layers * b * (m.layer_linear_flops_per_token + mean_context * m.attention_flops_per_token_context)
-            nbytes = self.stage_weight_bytes(stage, first=k == 0, last=last)
-            nbytes += stage.num_layers * b * mean_context * m.kv_bytes_per_token_layer(self.kv_dtype_bytes)
-            if last:
-                flops += b * m.lm_head_flops_per_token
-            out[k] = self._stage_time(stage, flops, nbytes, b * m.hidden_size * self.dtype_bytes)
-        return out
+        return self._stage_times(config, self.decode_load(batch_size, mean_context))
 
     def decode_step_time(self, config: ReplicaConfig, batch_size: int, mean_context: float) -> float:
         """Seconds per output token (TPOT) with `batch_size` sequences in flight (PP: micro-batched)."""
@@ -205,7 +221,7 @@ class CostModel:
         micro_batches = min(config.pp, batch_size)
         per_micro = math.ceil(batch_size / micro_batches)
         stages = self.decode_stage_times(config, per_micro, mean_context)
-        cycle = float(stages.sum()) + self._hop_time(config, per_micro)
+        cycle = float(stages.sum()) + self.hop_time(config, per_micro)
         return max(cycle, micro_batches * float(stages.max()))
 
     def decode_throughput(self, config: ReplicaConfig, batch_size: int, mean_context: float) -> float:
