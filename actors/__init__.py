@@ -1,3 +1,55 @@
-"""actors: a pure-asyncio actor runtime (knows nothing about LLMs)."""
+"""actors: a pure-asyncio actor runtime (knows nothing about LLMs).
 
-__all__: list[str] = []
+Actors with typed handlers and bounded mailboxes; `tell` / `ask` (finite timeout) that work the same in
+this process, in child processes and on other hosts; OTP-style supervisors with a progress watchdog and
+poison-message isolation; and a virtual-clock test kit (`actors.testkit`).
+"""
+
+from ._actor import Actor, handler, interleave
+from ._errors import (
+    ActorDead,
+    ActorError,
+    ActorHung,
+    AskTimeout,
+    CodecError,
+    NodeAuthError,
+    NodeError,
+    Overloaded,
+    PoisonMessage,
+    SupervisorEscalation,
+    UnknownMessage,
+)
+from ._loop import run, uvloop_available
+from ._mailbox import MailboxStatistics
+from ._messages import ChildDown, Reason
+from ._ref import DEFAULT_ASK_TIMEOUT_S, ActorRef
+from ._registry import message, register_message
+from ._system import ActorSystem, Factory
+
+__all__ = [
+    "DEFAULT_ASK_TIMEOUT_S",
+    "Actor",
+    "ActorDead",
+    "ActorError",
+    "ActorHung",
+    "ActorRef",
+    "ActorSystem",
+    "AskTimeout",
+    "ChildDown",
+    "CodecError",
+    "Factory",
+    "MailboxStatistics",
+    "NodeAuthError",
+    "NodeError",
+    "Overloaded",
+    "PoisonMessage",
+    "Reason",
+    "SupervisorEscalation",
+    "UnknownMessage",
+    "handler",
+    "interleave",
+    "message",
+    "register_message",
+    "run",
+    "uvloop_available",
+]
