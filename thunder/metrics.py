@@ -209,6 +209,15 @@ class ServingMetrics:
         self.http_errors = Counter(
             "thunder:http_errors", "Error responses by HTTP status.", ("status",), registry=reg
         )
+        for family in (
+            self.time_to_first_token,
+            self.time_per_output_token,
+            self.e2e_request_latency,
+            self.prompt_tokens,
+            self.generation_tokens,
+            self.num_requests_in_flight,
+        ):
+            family.labels(model_name)  # NOTE: export zero-valued series from the start, as vLLM does
         # --- windowed SLO attainment and cost-normalised goodput, computed at scrape time
         window = f"over the last {self.slo.window_s:g} s"
         Gauge(

@@ -171,16 +171,22 @@ def _build(
         )
     stop = [req.stop] if isinstance(req.stop, str) else list(req.stop or [])
     _reject_if(any(s == "" for s in stop), "stop", "stop strings must be non-empty")
-    params = SamplingParams(
-        max_tokens=max_tokens,
-        temperature=1.0 if req.temperature is None else req.temperature,
-        top_p=1.0 if req.top_p is None else req.top_p,
-        top_k=-1 if req.top_k in (None, 0) else req.top_k,
-        seed=req.seed,
-        stop=stop,
-        stop_token_ids=list(req.stop_token_ids or []),
-        ignore_eos=bool(req.ignore_eos),
-    )
+    try:
+        params = SamplingParams(
+            max_tokens=max_tokens,
+            temperature=1.0 if req.temperature is None else req.temperature,
+            top_p=1.0 if req.top_p is None else req.top_p,
+            top_k=0 if req.top_k in (None, -1) else req.top_k,  # the engine's "disabled" is 0; vLLM's was -1
+            seed=req.seed,
+            stop=stop,
+            stop_token_ids=list(req.stop_token_ids or []),
+            ignore_eos=bool(req.ignore_eos),
+        )
+    except ValueError as exc:  # the engine's own checks (ConfigError): its message starts with `field=value`
+        field = str(exc).split("=", 1)[0]
+        raise bad_request(
+            f"Invalid sampling parameters: {exc}", field if field.isidentifier() else None
+        ) from None
     options = req.stream_options
     if options is not None and not req.stream:
         raise bad_request("stream_options is only allowed with stream=true", "stream_options")

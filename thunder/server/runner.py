@@ -34,8 +34,7 @@ async def start(app: web.Application, host: str = "127.0.0.1", port: int = 8000)
     except OSError as exc:
         await runner.cleanup()
         raise OSError(exc.errno, f"cannot bind {host}:{port} ({exc.strerror}); pick another --port") from exc
-    sockets = [s for server in runner.servers for s in (server.sockets or [])]
-    bound = sockets[0].getsockname()[1] if sockets else port
+    bound = runner.addresses[0][1] if runner.addresses else port
     return RunningServer(runner=runner, host=host, port=bound)
 
 
