@@ -1,0 +1,133 @@
+"""`plan()`: the two-level search end to end, and turning a search state into a `Plan`."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+
+import numpy as np
+
+from planner.capacity import WorkloadSample
+from planner.cluster import Cluster
+from planner.config import Link
+from planner.cost_model import CostModel
+from planner.errors import PlanError
+from planner.evaluate import Evaluation, Evaluator, Group, assign_phases, canonical
+from planner.initial import initial_groups
+from planner.model_spec import ModelSpec
+from planner.parallel import ParallelSolver, group_link
+from planner.plan import GroupPlan, Plan
+from planner.routing import flows_to_routing
+from planner.tabu import SearchProgress, TabuSearch, TabuSettings
+from planner.workload import Budget, Workload
+
+INITIAL_MEMORY_HEADROOM = 1.15
+"""Initial groups need at least weights x this much memory (the rest is KV); the search may grow them."""
+
+
+def default_settings(n_devices: int) -> TabuSettings:
+    """Iteration caps that keep planning within seconds at 32 devices and ~2 minutes at 320 (2 cores)."""
+    if n_devices <= 64:
+        return TabuSettings(max_iters=80, patience=25, neighbourhood=16)
+    return TabuSettings(max_iters=60, patience=20, neighbourhood=10)
+
+
+def plan(cluster: Cluster, model: ModelSpec, workload: Workload, budget: Budget, *, seed: int = 0,
+         cost_model: CostModel | None = None, settings: TabuSettings | None = None, compress_kv: bool = True,
+         on_progress: Callable[[SearchProgress], None] | None = None) -> Plan:
+    """Search groups, phases, parallel configs and routing for `workload` on `cluster` within `budget`.
+
+    Requests longer than the model's context are clipped (`Workload.clipped`). Deterministic for a seed.
+    """
+    start = time.perf_counter()
+    cost_model = cost_model or CostModel.from_catalog(model, cluster.gpu_types())
+    workload = workload.clipped(model.max_context)
+    sample = WorkloadSample.of(workload, n=256 if len(cluster.devices) <= 64 else 96, seed=seed)
+    solver = ParallelSolver(cluster, cost_model, sample)
+    evaluator = Evaluator(cluster, cost_model, sample, solver.best_config, compressed=compress_kv)
+    min_bytes = model.weight_bytes(cost_model.dtype_bytes) * INITIAL_MEMORY_HEADROOM
+    groups, unused = initial_groups(cluster, lambda m: solver.best_config(sorted(m), "decode") is not None, min_bytes)
+    if len(groups) < 2:
+        raise PlanError(f"cluster {cluster.name!r} holds {len(groups)} replica(s) of {model.name}; disaggregated "
+                        "serving needs >= 2 (one prefill, one decode): add devices or pick a smaller model")
+    prices = np.array([d.price_per_hour for d in cluster.devices])
+    groups, dropped = _fit_budget(evaluator, groups, prices, budget.usd_per_hour)
+    state = assign_phases(evaluator, groups)
+    search = TabuSearch(evaluator, prices, budget.usd_per_hour, settings or default_settings(len(cluster.devices)), seed)
+    iterations = 0
+    for progress in search.run(state, frozenset(unused + dropped)):
+        iterations = progress.iteration
+        if on_progress is not None:
+            on_progress(progress)
+    assert search.best is not None
+    best_state, best_unused, best_eval = search.best
+    if best_eval.prediction is None:
+        raise PlanError(f"no feasible disaggregated plan for {model.name} on {cluster.name!r} within "
+                        f"${budget.usd_per_hour}/h; raise the budget or add devices")
+    meta = {"algorithm": "tabu", "seed": seed, "iterations": iterations, "evaluations": evaluator.evaluations,
+            "seconds": round(time.perf_counter() - start, 3)}
+    return build_plan(cluster, model, workload, evaluator, best_state, best_unused, best_eval, meta)
+
+
+def _fit_budget(ev: Evaluator, groups: list[frozenset[int]], prices: np.ndarray,
+                budget: float) -> tuple[list[frozenset[int]], list[int]]:
+    """Drop the groups with the least capacity per dollar until the rest fit the budget."""
+    def value(m: frozenset[int]) -> float:
+        return max(ev.capacities(Group(m, "prefill"))) / max(float(prices[list(m)].sum()), 1e-9)
+
+    kept = sorted(groups, key=value, reverse=True)
+    dropped: list[int] = []
+    while kept and sum(float(prices[list(g)].sum()) for g in kept) > budget + 1e-9:
+        dropped += sorted(kept.pop())
+    if len(kept) < 2:
+        raise PlanError(f"budget ${budget}/h buys fewer than 2 replicas on this cluster; raise the budget")
+    return kept, dropped
+
+
+def build_plan(cluster: Cluster, model: ModelSpec, workload: Workload, ev: Evaluator, state: Sequence[Group],
+               unused: frozenset[int], evaluation: Evaluation, search: dict,
+               inactive: Sequence[GroupPlan] = ()) -> Plan:
+    """A `Plan` from a scored state. Group ids follow the first device's cluster order ("g0", "g1", ...) unless
+    `ids` of a previous plan are carried by `replan`."""
+    state = canonical(state)
+    ids = {g: f"g{k}" for k, g in enumerate(state)}
+    return assemble_plan(cluster, model, workload, ev, state, ids, unused, evaluation, search, inactive)
+
+
+def assemble_plan(cluster: Cluster, model: ModelSpec, workload: Workload, ev: Evaluator, state: Sequence[Group],
+                  ids: dict[Group, str], unused: frozenset[int], evaluation: Evaluation, search: dict,
+                  inactive: Sequence[GroupPlan] = ()) -> Plan:
+    assert evaluation.prediction is not None and evaluation.flows is not None
+    groups = []
+    for g in state:
+        config = ev.config(g)
+        assert config is not None
+        groups.append(GroupPlan(id=ids[g], phase=g.phase, config=config))
+    cap_p = np.array([ev.profile(g).rate_cap for g in evaluation.prefill])
+    routing = flows_to_routing(evaluation.flows, [ids[g] for g in evaluation.prefill],
+                               [ids[g] for g in evaluation.decode], cap_p)
+    links: dict[tuple[str, str], Link] = {}
+    every = [*groups, *inactive]
+    for i, a in enumerate(every):
+        for b in every[i + 1:]:
+            key = (a.id, b.id) if a.id < b.id else (b.id, a.id)
+            links[key] = group_link(cluster, a.config, b.config)
+    used = {d for g in groups for d in g.device_ids}
+    slo = workload.effective_slo
+    return Plan(
+        model=model.name, groups=tuple(groups), routing=routing, group_links=links,
+        prediction=evaluation.prediction,
+        cost_per_hour=float(sum(cluster.device(d).price_per_hour for d in used)),
+        workload=workload.name, rate=workload.rate, ttft_slo_s=slo.ttft_s, tpot_slo_s=slo.tpot_s,
+        kv_compression=ev.cost_model.kv_compression if ev.compressed else 1.0,
+        unused_device_ids=tuple(cluster.devices[i].id for i in sorted(unused) if cluster.devices[i].id not in used),
+        inactive_groups=tuple(inactive), search=search)
+
+
+def with_search_meta(p: Plan, **extra: object) -> Plan:
+    return replace(p, search={**p.search, **extra})
+
+
+__all__ = ["INITIAL_MEMORY_HEADROOM", "assemble_plan", "build_plan", "default_settings", "plan"]
+
