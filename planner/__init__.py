@@ -14,6 +14,8 @@ from planner.cost_model import (
     kv_transfer_time,
 )
 from planner.plan import PHASES, GroupPlan, Plan, Prediction, ReplicaTiming, Routing, replica_timing
+from planner.planning import plan
+from planner.replan import BandwidthChanged, DeviceLost, DeviceReturned, Event, WorkloadShift, replan
 from planner.specs import (
     DEFAULT_SLOS,
     SLO,
@@ -28,8 +30,18 @@ from planner.specs import (
     data_dir,
     load_gpu_catalog,
 )
+from planner.tabu import SearchProgress, TabuSettings
 
 __all__ = [
+    "BandwidthChanged",
+    "DeviceLost",
+    "DeviceReturned",
+    "Event",
+    "SearchProgress",
+    "TabuSettings",
+    "WorkloadShift",
+    "plan",
+    "replan",
     "DEFAULT_SLOS",
     "KV_4BIT_COMPRESSION",
     "PHASES",
