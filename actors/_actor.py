@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import typing
 from collections.abc import Callable
@@ -155,6 +156,11 @@ class Actor:
     def stop(self) -> None:
         """Stop this incarnation normally after the current handler returns (reason ``normal``)."""
         self._live_cell().request_stop(normal=True)
+
+    def schedule(self, delay_s: float, msg: Any) -> asyncio.TimerHandle:
+        """Deliver `msg` to this actor after `delay_s` seconds of loop time (ignores mailbox capacity)."""
+        cell = self._live_cell()
+        return cell.loop.call_later(delay_s, cell.mailbox.put_system, msg)
 
     def watch(self, ref: ActorRef) -> None:
         """Deliver `ChildDown(ref, reason)` to this actor when `ref` ends (at once if it already has)."""

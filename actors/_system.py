@@ -179,6 +179,47 @@ class ActorSystem:
         if old is not None:
             old.release_retry()
 
+    # -- nodes -----------------------------------------------------------------------------------------
+    async def listen(self, host: str = "127.0.0.1", port: int = 0) -> tuple[str, int]:
+        """Accept nodes (other processes/hosts) that share this system's token; returns ``(host, port)``."""
+        return await self.network.listen(host, port)
+
+    async def connect(self, host: str, port: int) -> Node:
+        """Link to a listening node (same token). Raises `NodeAuthError` on a token mismatch."""
+        return await self.network.connect(host, port)
+
+    async def start_node(self, *, label: str | None = None, env: dict[str, str] | None = None) -> Node:
+        """Start a child OS process with its own actor system, linked to this one over loopback TCP."""
+        return await self.network.start_node(label=label, env=env)
+
+    async def spawn_process(
+        self,
+        factory: Factory,
+        *args: Any,
+        kwargs: Mapping[str, Any] | None = None,
+        name: str | None = None,
+        mailbox_capacity: int | None = None,
+        watchdog_s: float | None = None,
+        env: dict[str, str] | None = None,
+    ) -> ActorRef:
+        """Start `factory(*args, **kwargs)` in a new child process that lives exactly as long as the actor.
+
+        `factory` must be importable there (``"module:Name"`` or a module-level class); args must be
+        msgspec-encodable (ndarrays and tensors travel as raw buffers).
+        """
+        label = name or (factory if isinstance(factory, str) else factory.__name__).rpartition(":")[2]
+        node = await self.start_node(label=label, env=env)
+        try:
+            ref = await self.spawn(
+                factory, *args, kwargs=kwargs, name=name, mailbox_capacity=mailbox_capacity,
+                watchdog_s=watchdog_s, node=node,
+            )
+        except BaseException:
+            await node.stop()
+            raise
+        self.on_down(ref, lambda _down: self.network._spawn_task(node.stop()))
+        return ref
+
     # -- stop ------------------------------------------------------------------------------------------
     async def stop(self, ref: ActorRef, timeout_s: float = 5.0) -> ChildDown:
         """Stop gracefully: the in-flight handler finishes, `on_stop` runs, queued asks fail `ActorDead`.
@@ -231,6 +272,15 @@ class ActorSystem:
             self._watchers.setdefault(ref.actor_id, []).append(callback)
         else:
             callback(self._down_of(ref))
+
+    def reason_of(self, actor_id: int) -> str:
+        """Why a local actor id is not alive: its recorded down reason, ``alive`` or ``noproc``."""
+        if actor_id in self._cells:
+            return "alive"
+        dead = self._graveyard.get(actor_id)
+        if dead is not None and dead.down is not None:
+            return f"{dead.down.reason}{': ' + dead.down.detail if dead.down.detail else ''}"
+        return Reason.NOPROC
 
     def _down_of(self, ref: ActorRef) -> ChildDown:
         dead = self._graveyard.get(ref.actor_id)
