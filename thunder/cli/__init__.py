@@ -22,6 +22,7 @@ def _register() -> None:
     # NOTE: each sub-command lives in its own module and registers itself on `app` at import time.
     from thunder.cli import run_cmd  # noqa: F401
     from thunder.cli import plan_cmd  # noqa: F401
+    from thunder.cli import simulate_cmd  # noqa: F401
 
 
 def main() -> None:
