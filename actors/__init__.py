@@ -22,8 +22,11 @@ from ._errors import (
 from ._loop import run, uvloop_available
 from ._mailbox import MailboxStatistics
 from ._messages import ChildDown, Reason
+from ._node import Network, Node
 from ._ref import DEFAULT_ASK_TIMEOUT_S, ActorRef
 from ._registry import message, register_message
+from ._spec import Backoff, ChildSpec, Restart, Strategy, SupervisorSpec
+from ._supervisor import GetChild, Supervisor, WhichChildren
 from ._system import ActorSystem, Factory
 
 __all__ = [
@@ -35,16 +38,26 @@ __all__ = [
     "ActorRef",
     "ActorSystem",
     "AskTimeout",
+    "Backoff",
     "ChildDown",
+    "ChildSpec",
     "CodecError",
     "Factory",
+    "GetChild",
     "MailboxStatistics",
+    "Network",
+    "Node",
     "NodeAuthError",
     "NodeError",
     "Overloaded",
     "PoisonMessage",
     "Reason",
+    "Restart",
+    "Strategy",
+    "Supervisor",
     "SupervisorEscalation",
+    "SupervisorSpec",
+    "WhichChildren",
     "UnknownMessage",
     "handler",
     "interleave",

@@ -59,8 +59,9 @@ def handler(*args: Any) -> Any:
 def interleave(func: _F) -> _F:
     """Opt-in reentrancy: this handler may run while another handler of the actor is suspended.
 
-    Interleaved handlers start in their own task as soon as their message reaches the head of the mailbox;
-    serial handlers still run one at a time in arrival order. Stack with `@handler` in either order.
+    Interleaved handlers start in their own task as soon as their message arrives, overtaking serial messages
+    queued behind a suspended serial handler; serial handlers still run one at a time in arrival order.
+    Stack with `@handler` in either order.
     """
     setattr(func, _INTERLEAVE, True)
     return func

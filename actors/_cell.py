@@ -278,27 +278,34 @@ class Cell:
             self.kill(Reason.CRASHED, describe(exc))  # type: ignore[arg-type]
 
     async def _serial(self, coro: Any) -> Any:
-        """Run a serial handler in its own task so interleaved messages at the mailbox head can start."""
+        """Run a serial handler in its own task; while it is suspended, start queued interleaved messages.
+
+        NOTE: interleaved messages overtake queued serial ones; serial messages keep their order.
+        """
         task = self.loop.create_task(coro)
         self.serial_task = task
         mb = self.mailbox
+        items = mb._items
+        scanned = 0
         try:
             while not task.done():
-                if mb._items:
-                    head = mb._items[0]
-                    msg = head.msg if type(head) is Envelope else head
+                i = scanned
+                while i < len(items):
+                    item = items[i]
+                    msg = item.msg if type(item) is Envelope else item
                     entry = self._entry(type(msg))
-                    if entry is not None and entry.interleave:
-                        item = mb.popleft()
-                        reply = item.reply if type(item) is Envelope else None
-                        self._start_side(entry, msg, reply)
+                    if entry is None or not entry.interleave:
+                        i += 1
                         continue
-                    await asyncio.wait((task,))
-                else:
-                    getter = mb.wait()
-                    await asyncio.wait((task, getter), return_when=asyncio.FIRST_COMPLETED)
-                    if not getter.done():
-                        mb.wake()
+                    del items[i]
+                    if mb._putters:
+                        mb._wake_putter()
+                    self._start_side(entry, msg, item.reply if type(item) is Envelope else None)
+                scanned = len(items)
+                arrival = mb.wait_arrival()
+                await asyncio.wait((task, arrival), return_when=asyncio.FIRST_COMPLETED)
+                if not arrival.done():
+                    mb.wake()
             return task.result()
         finally:
             self.serial_task = None

@@ -134,6 +134,12 @@ class Mailbox:
             fut.set_result(None)
         return fut
 
+    def wait_arrival(self) -> asyncio.Future[None]:
+        """A future that completes at the next put (even if items are already queued) or `wake()`."""
+        fut = self._loop.create_future()
+        self._getter = fut
+        return fut
+
     def wake(self) -> None:
         getter = self._getter
         if getter is not None:
