@@ -31,11 +31,15 @@ def test_split_dp_matches_brute_force(use_sum: bool) -> None:
     caps = [5, 9, 4]
     costs = [np.where((np.arange(total + 1) >= 1) & (np.arange(total + 1) <= c), 0.1 + r * np.arange(total + 1), np.inf)
              for r, c in zip(per_layer, caps, strict=True)]
-    best = min((max(costs[s][l] for s, l in enumerate(split)) + (sum(costs[s][l] for s, l in enumerate(split)) if use_sum else 0), split)
-               for split in itertools.product(range(1, total + 1), repeat=3) if sum(split) == total)
+
+    def objective(split: tuple[int, ...]) -> float:
+        times = [costs[s][n] for s, n in enumerate(split)]
+        return max(times) + (sum(times) if use_sum else 0.0)
+
+    best = min(objective(sp) for sp in itertools.product(range(1, total + 1), repeat=3) if sum(sp) == total)
     split, value = _split_layers(costs, total, use_sum)
-    assert value == pytest.approx(best[0])
-    assert sum(split) == total and all(1 <= l <= c for l, c in zip(split, caps, strict=True))
+    assert value == pytest.approx(best) == objective(split)
+    assert sum(split) == total and all(1 <= n <= c for n, c in zip(split, caps, strict=True))
 
 
 def test_faster_stage_gets_more_layers(solver: ParallelSolver) -> None:
