@@ -13,6 +13,7 @@ from planner.cost_model import (
     kv_bytes_per_token,
     kv_transfer_time,
 )
+from planner.gpus import read_toml
 from planner.plan import PHASES, GroupPlan, Plan, Prediction, ReplicaTiming, Routing, replica_timing
 from planner.planning import plan
 from planner.replan import BandwidthChanged, DeviceLost, DeviceReturned, Event, WorkloadShift, replan
@@ -41,6 +42,7 @@ __all__ = [
     "TabuSettings",
     "WorkloadShift",
     "plan",
+    "read_toml",
     "replan",
     "DEFAULT_SLOS",
     "KV_4BIT_COMPRESSION",
