@@ -246,10 +246,18 @@ class ActorSystem:
         cell.kill(reason, detail)
 
     async def shutdown(self, timeout_s: float = 5.0) -> None:
-        """Stop every local actor (newest first, each within `timeout_s`) and every linked node."""
+        """Stop every local actor (each within `timeout_s`) and every linked node.
+
+        Unsupervised actors stop newest first; supervised ones are stopped by their supervisors.
+        """
         self._closing = True
-        for cell in sorted(self._cells.values(), key=lambda c: -c.ref.actor_id):
-            await self.stop(cell.ref, timeout_s)
+        # Unsupervised actors first (newest first); supervisors stop their own children in their order.
+        for supervised in (False, True):
+            for cell in sorted(self._cells.values(), key=lambda c: -c.ref.actor_id):
+                if cell.supervised is supervised and cell.ref.actor_id != 0:
+                    await self.stop(cell.ref, timeout_s)
+        if (agent := self._cells.get(0)) is not None:
+            await self.stop(agent.ref, timeout_s)
         if self._net is not None:
             await self._net.close()
 
