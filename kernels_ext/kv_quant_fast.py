@@ -9,8 +9,8 @@ Where the time goes in the reference, and what this path does instead (CPU, meas
   on fp32 than on bf16/fp16, and ``aminmax`` is slower than both.
 - Nibble packing is one strided ``lo + 16 * hi`` on exact small integers in fp32, then one cast to uint8,
   instead of three uint8 kernels.
-- Unpacking looks each byte up in a ``[256, 2]`` fp32 table (both codes at once, already as floats) and
-  dequantizes in place before one cast into the caller's dtype.
+- Unpacking looks each byte up in a ``[256, 2]`` fp32 table (both codes at once, already as floats), then one
+  ``addcmul`` dequantizes and writes the caller's dtype.
 
 On CUDA the same ops run with a single chunk (the chunking only pays for CPU caches).
 """
@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import torch
 
-from kernels_ext.kv_quant_ref import INT4_LEVELS, int4_group_params, inverse_scales
+from kernels_ext.kv_quant_ref import int4_group_params, inverse_scales
 
 # Elements per chunk (4 MiB of fp32 scratch): best of 2^14..2^22 on this 2-core machine (smaller chunks pay
 # per-chunk Python overhead, larger ones fall out of cache).
@@ -64,8 +64,9 @@ def quantize_int4_fast(x: torch.Tensor, group_size: int) -> tuple[torch.Tensor, 
         chunk_mins, chunk_scales = int4_group_params(chunk.amin(dim=1), chunk.amax(dim=1))
         mins[g0:g1] = chunk_mins
         scales[g0:g1] = chunk_scales
-        chunk.sub_(chunk_mins.to(torch.float32)[:, None]).mul_(inverse_scales(chunk_scales)[:, None])
-        chunk.round_().clamp_(0, INT4_LEVELS)
+        chunk.sub_(chunk_mins.to(torch.float32)[:, None]).mul_(inverse_scales(chunk_scales)[:, None]).round_()
+        # NOTE: no clamp needed (the reference has one): x >= min16 and max <= min16 + 15 * scale16 by the
+        # directed rounding, so (x - min16) / scale16 lies in [0, 15 + fp32 round-off] and rounds into 0..15.
         _pack_pairs(chunk.view(-1), packed[g0 * group_size // 2 : (g1 * group_size + 1) // 2])
     return packed, scales, mins
 
@@ -91,7 +92,12 @@ def dequantize_int4_fast(
         g1 = min(g0 + step, num_groups)
         lo, hi = g0 * group_size, g1 * group_size
         codes = torch.index_select(table, 0, packed[lo // 2 : (hi + 1) // 2].to(torch.int32)).view(-1)
-        values = codes[: hi - lo].view(g1 - g0, group_size)
-        values.mul_(scales[g0:g1].to(torch.float32)[:, None]).add_(mins[g0:g1].to(torch.float32)[:, None])
-        out[lo:hi].copy_(values.view(-1))
+        # NOTE: min + code * scale in one pass, rounded once into out_dtype; the product is exact in fp32, so
+        # this equals the reference's multiply, add, then cast.
+        torch.addcmul(
+            mins[g0:g1].to(torch.float32)[:, None],
+            codes[: hi - lo].view(g1 - g0, group_size),
+            scales[g0:g1].to(torch.float32)[:, None],
+            out=out[lo:hi].view(g1 - g0, group_size),
+        )
     return out
