@@ -21,7 +21,9 @@ from planner.workload import Workload
 
 CONTEXT_BUCKET_TOKENS = 16
 """Decode step times are memoised per (batch, mean context rounded to this many tokens): < 0.5 % error."""
-DEFAULT_MAX_BATCH_TOKENS = 8192
+DEFAULT_MAX_BATCH_TOKENS = 2048
+"""Prefill token budget per iteration: the cost model reserves activations for `ACTIVATION_TOKENS` (2048), and
+vLLM defaults max_num_batched_tokens to max(max_model_len, 2048). A longer prompt still runs alone."""
 DEFAULT_MAX_BATCH_SIZE = 256
 
 
