@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -85,6 +85,14 @@ class CostModel:
     kv_dtype_bytes: int = 2
     kv_compression: float = KV_4BIT_COMPRESSION
     activation_tokens: int = ACTIVATION_TOKENS
+    _per_layer: tuple[float, float, float, float] = field(init=False, repr=False, default=(0.0, 0.0, 0.0, 0.0))
+
+    def __post_init__(self) -> None:
+        # NOTE: hot path of the search; cache (linear FLOPs/token, attention FLOPs/pair, weight bytes, KV bytes/token)
+        m = self.model
+        object.__setattr__(self, "_per_layer", (
+            float(m.layer_linear_flops_per_token), float(m.attention_flops_per_token_context),
+            float(m.layer_params * self.dtype_bytes), float(m.kv_bytes_per_token_layer(self.kv_dtype_bytes))))
 
     @classmethod
     def from_catalog(cls, model: ModelSpec, catalog: Mapping[str, GPUType] | None = None, *,
@@ -154,10 +162,9 @@ class CostModel:
         m = self.model
         c = self.constants(stage.gpu_type)
         t = stage.tp
-        layers = np.asarray(layers, dtype=np.float64)
-        flops = layers * (tokens * m.layer_linear_flops_per_token + attn_pairs * m.attention_flops_per_token_context)
-        nbytes = layers * (m.layer_params * self.dtype_bytes + kv_tokens * m.kv_bytes_per_token_layer(self.kv_dtype_bytes))
-        nbytes = nbytes + self._edge_weight_bytes(first=first, last=last)
+        lin, attn, layer_bytes, kvl = self._per_layer
+        flops = layers * (tokens * lin + attn_pairs * attn)
+        nbytes = layers * (layer_bytes + kv_tokens * kvl) + self._edge_weight_bytes(first=first, last=last)
         if last:
             flops = flops + heads * m.lm_head_flops_per_token
         time = c.overhead_s + np.maximum(flops / (t * c.flops), nbytes / (t * c.mem_bw))

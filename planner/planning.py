@@ -30,7 +30,7 @@ def default_settings(n_devices: int) -> TabuSettings:
     """Iteration caps that keep planning within seconds at 32 devices and ~2 minutes at 320 (2 cores)."""
     if n_devices <= 64:
         return TabuSettings(max_iters=80, patience=25, neighbourhood=16)
-    return TabuSettings(max_iters=60, patience=20, neighbourhood=10)
+    return TabuSettings(max_iters=150, patience=40, neighbourhood=10)
 
 
 def plan(cluster: Cluster, model: ModelSpec, workload: Workload, budget: Budget, *, seed: int = 0,
