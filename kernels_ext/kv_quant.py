@@ -96,6 +96,11 @@ class PackedKV:
             raise KVQuantError(
                 f"KV wire: got {len(buffers)} buffers, expected {len(specs)} (payload, scales, mins)"
             )
+        implied = [count * torch.empty(0, dtype=dtype).element_size() for dtype, count in specs]
+        if list(header["nbytes"]) != implied:
+            raise KVQuantError(
+                f"KV wire header nbytes={header['nbytes']!r}, but its shape and dtype imply {implied}"
+            )
         payload, scales, mins = (
             buffer_to_tensor(buf, dtype, count, name)
             for buf, (dtype, count), name in zip(buffers, specs, ("payload", "scales", "mins"), strict=True)

@@ -84,6 +84,7 @@ def test_truncated_buffer_is_named() -> None:
         ({"shape": [1, 2, 4, 16]}, r"expected \[num_layers, 2"),
         ({"shape": "1,2,4,2,8"}, "list of 5 ints"),
         ({"group_size": 5}, "group_size=5"),
+        ({"nbytes": [64, 16, 16]}, r"nbytes=\[64, 16, 16\], but its shape and dtype imply \[64, 32, 32\]"),
     ],
 )
 def test_bad_header_fields_are_named(change: dict, match: str) -> None:
