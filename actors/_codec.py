@@ -101,8 +101,10 @@ class Codec:
         self._out = bufs = []
         try:
             self._encoder.encode_into(_Meta(kind, to, corr, tag, msg), tail, start + HEADER.size)
-        except (TypeError, ValueError, OverflowError) as exc:
+        except Exception as exc:
             del tail[start:]
+            if isinstance(exc, CodecError):
+                raise
             raise CodecError(f"cannot encode {cls.__qualname__} for the wire: {exc}") from exc
         meta_len = len(tail) - start - HEADER.size
         if not bufs:
