@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -78,7 +78,7 @@ class ParallelSolver:
         self._bw = cluster.bandwidth_matrix
         self._lat = cluster.latency_matrix
 
-    def best_config(self, members: Sequence[int], phase: str) -> ReplicaConfig | None:
+    def best_config(self, members: Collection[int], phase: str) -> ReplicaConfig | None:
         """Best config of the devices `members` (cluster indices) for `phase`; None if the model cannot fit."""
         if len(members) > MAX_GROUP_DEVICES:
             return None
@@ -90,7 +90,7 @@ class ParallelSolver:
         return None if shape is None else self._instantiate(buckets, shape)
 
     # ---- structure ----------------------------------------------------------------------------------------------
-    def _buckets(self, members: Sequence[int]) -> list[_Bucket]:
+    def _buckets(self, members: Collection[int]) -> list[_Bucket]:
         by: dict[tuple[str, str], list[int]] = {}
         for i in sorted(members):
             d = self.cluster.devices[i]
@@ -187,7 +187,7 @@ class ParallelSolver:
         costs = []
         last = len(stages) - 1
         for k, (b, tp) in enumerate(stages):
-            tmpl = StageConfig(gpu_type=buckets[b].gpu_type, device_ids=buckets[b].members[:tp], num_layers=1,
+            tmpl = StageConfig(gpu_type=buckets[b].gpu_type, device_ids=tuple(str(i) for i in buckets[b].members[:tp]), num_layers=1,
                                tp_bandwidth=buckets[b].intra.bandwidth, tp_latency=buckets[b].intra.latency)
             t = np.asarray(cm.stage_cost(tmpl, layers, first=k == 0, last=k == last, **load), dtype=np.float64)
             free = cm.stage_free_bytes(tmpl, layers, first=k == 0, last=k == last)

@@ -101,7 +101,7 @@ class Prediction:
     mean_ttft_s: float
     mean_tpot_s: float
 
-    def to_dict(self) -> dict[str, float]:
+    def to_dict(self) -> dict[str, float | None]:
         return {k: _json_float(getattr(self, k)) for k in self.__dataclass_fields__}
 
     @classmethod

@@ -57,16 +57,16 @@ def replan(plan: Plan, events: Sequence[Event], *, cluster: Cluster, model: Mode
     """
     start = time.perf_counter()
     down = set(plan.search.get("lost_device_ids", []))
-    for ev in events:
-        if isinstance(ev, DeviceLost):
-            cluster.device(ev.device_id)
-            down.add(ev.device_id)
-        elif isinstance(ev, DeviceReturned):
-            down.discard(ev.device_id)
-        elif isinstance(ev, BandwidthChanged):
-            cluster = cluster.with_link(ev.a, ev.b, bandwidth=ev.bandwidth, latency=ev.latency)
-        elif isinstance(ev, WorkloadShift):
-            workload = ev.workload
+    for event in events:
+        if isinstance(event, DeviceLost):
+            cluster.device(event.device_id)
+            down.add(event.device_id)
+        elif isinstance(event, DeviceReturned):
+            down.discard(event.device_id)
+        elif isinstance(event, BandwidthChanged):
+            cluster = cluster.with_link(event.a, event.b, bandwidth=event.bandwidth, latency=event.latency)
+        elif isinstance(event, WorkloadShift):
+            workload = event.workload
     workload = workload.clipped(model.max_context)
     cost_model = cost_model or CostModel.from_catalog(model, cluster.gpu_types())
     compressed = plan.kv_compression > 1.0 if compress_kv is None else compress_kv
