@@ -37,7 +37,9 @@ def metrics(clock: FakeClock) -> ServingMetrics:
 
 
 def test_tpot_follows_the_vllm_bench_definition(metrics: ServingMetrics) -> None:
-    metrics.record_request(ttft_s=0.2, e2e_s=1.2, num_prompt_tokens=5, num_output_tokens=11, finish_reason="stop")
+    metrics.record_request(
+        ttft_s=0.2, e2e_s=1.2, num_prompt_tokens=5, num_output_tokens=11, finish_reason="stop"
+    )
     assert value(metrics, "thunder:time_per_output_token_seconds_sum", model_name="m") == pytest.approx(0.1)
     assert value(metrics, "thunder:time_to_first_token_seconds_sum", model_name="m") == pytest.approx(0.2)
     assert value(metrics, "thunder:e2e_request_latency_seconds_sum", model_name="m") == pytest.approx(1.2)
@@ -45,7 +47,9 @@ def test_tpot_follows_the_vllm_bench_definition(metrics: ServingMetrics) -> None
 
 
 def test_single_token_requests_have_no_tpot_sample(metrics: ServingMetrics) -> None:
-    metrics.record_request(ttft_s=0.1, e2e_s=0.1, num_prompt_tokens=5, num_output_tokens=1, finish_reason="length")
+    metrics.record_request(
+        ttft_s=0.1, e2e_s=0.1, num_prompt_tokens=5, num_output_tokens=1, finish_reason="length"
+    )
     assert value(metrics, "thunder:time_per_output_token_seconds_count", model_name="m") == 0
     assert metrics.slo_attainment() == 1.0  # TPOT counts as 0 for such a request (vLLM's goodput rule)
 

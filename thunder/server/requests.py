@@ -59,7 +59,10 @@ def parse_chat(
     _reject_if(req.top_logprobs, "top_logprobs", "top_logprobs is not supported; omit it")
     _reject_if(req.tools, "tools", "tool calling is not supported; omit `tools`")
     messages = [_message_dict(i, m) for i, m in enumerate(req.messages)]
-    rendered = backend.tokenizer.apply_chat_template(messages)
+    try:
+        rendered = backend.tokenizer.apply_chat_template(messages)
+    except Exception as exc:  # NOTE: templates reject inputs in their own ways (raise_exception, no template)
+        raise bad_request(f"messages cannot be rendered by the model's chat template: {exc}", "messages") from None
     prompt_ids = backend.tokenizer.encode(rendered) if isinstance(rendered, str) else list(rendered)
     max_tokens = req.max_completion_tokens if req.max_completion_tokens is not None else req.max_tokens
     return _build(

@@ -29,6 +29,8 @@ class ByteTokenizer:
         return bytes(token_ids).decode("utf-8", errors="replace")
 
     def apply_chat_template(self, messages: list[dict[str, str]]) -> str:
+        if any(m["role"] == "tool" for m in messages):  # like real templates that raise on roles they lack
+            raise ValueError("this template has no `tool` role")
         return "".join(f"<{m['role']}>{m['content']}\n" for m in messages) + "<assistant>"
 
 
@@ -41,7 +43,9 @@ class ScriptedBackend:
     model_name = "scripted-echo"
     max_model_len = 128
 
-    def __init__(self, *, capacity: int = 1_000, gate: asyncio.Event | None = None, hold_after: int = 0) -> None:
+    def __init__(
+        self, *, capacity: int = 1_000, gate: asyncio.Event | None = None, hold_after: int = 0
+    ) -> None:
         self.tokenizer = ByteTokenizer()
         self.capacity = capacity
         self.gate = gate  # tokens after the first `hold_after` wait on it (lets a test hold a stream open)

@@ -28,7 +28,9 @@ async def test_models_lists_the_served_model(client: openai.AsyncOpenAI) -> None
     assert models.data[0].model_extra["max_model_len"] == ScriptedBackend.max_model_len
 
 
-async def test_completion_returns_text_and_usage(client: openai.AsyncOpenAI, scripted: ScriptedBackend) -> None:
+async def test_completion_returns_text_and_usage(
+    client: openai.AsyncOpenAI, scripted: ScriptedBackend
+) -> None:
     out = await client.completions.create(model="scripted-echo", prompt="hello", max_tokens=7, temperature=0)
     assert out.object == "text_completion"
     assert out.choices[0].text == expected_text("hello", 7) == "hellohe"
@@ -46,7 +48,9 @@ async def test_completion_accepts_token_ids_and_defaults_to_16_tokens(
     assert scripted.requests[0].prompt_token_ids == [104, 105]
 
 
-async def test_sampling_fields_reach_the_backend(client: openai.AsyncOpenAI, scripted: ScriptedBackend) -> None:
+async def test_sampling_fields_reach_the_backend(
+    client: openai.AsyncOpenAI, scripted: ScriptedBackend
+) -> None:
     await client.completions.create(
         model="scripted-echo",
         prompt="abc",
@@ -74,7 +78,10 @@ async def test_stop_token_finishes_with_reason_stop(client: openai.AsyncOpenAI) 
 async def test_chat_applies_the_template_and_honours_max_completion_tokens(
     client: openai.AsyncOpenAI, scripted: ScriptedBackend
 ) -> None:
-    messages = [{"role": "system", "content": "S"}, {"role": "user", "content": [{"type": "text", "text": "Hi"}]}]
+    messages = [
+        {"role": "system", "content": "S"},
+        {"role": "user", "content": [{"type": "text", "text": "Hi"}]},
+    ]
     out = await client.chat.completions.create(
         model="scripted-echo", messages=messages, max_completion_tokens=4, max_tokens=99
     )

@@ -20,7 +20,9 @@ async def get(server: RunningServer, path: str) -> tuple[int, str, dict[str, str
         return resp.status, await resp.text(), dict(resp.headers)
 
 
-async def test_health_is_503_until_the_backend_is_ready(server: RunningServer, scripted: ScriptedBackend) -> None:
+async def test_health_is_503_until_the_backend_is_ready(
+    server: RunningServer, scripted: ScriptedBackend
+) -> None:
     status, text, headers = await get(server, "/health")
     assert status == 503 and headers["Retry-After"] == "1"
     assert '"code":"not_ready"' in text.replace(" ", "")
@@ -34,7 +36,10 @@ async def test_plan_is_404_without_a_plan_and_the_json_with_one(
 ) -> None:
     status, text, _ = await get(server, "/v1/plan")
     assert status == 404 and "plan_not_available" in text
-    scripted.plan = {"groups": [{"id": "P0", "phase": "prefill", "devices": ["cpu:0"]}], "routing": {"P0": 1.0}}
+    scripted.plan = {
+        "groups": [{"id": "P0", "phase": "prefill", "devices": ["cpu:0"]}],
+        "routing": {"P0": 1.0},
+    }
     async with aiohttp.ClientSession() as http, http.get(f"{server.url}/v1/plan") as resp:
         assert resp.status == 200
         assert await resp.json() == scripted.plan
@@ -47,7 +52,9 @@ async def test_openapi_describes_every_route(server: RunningServer) -> None:
     routes = {"/v1/models", "/v1/completions", "/v1/chat/completions", "/health", "/metrics", "/v1/plan"}
     assert routes <= set(doc["paths"])
     schemas = doc["components"]["schemas"]
-    assert {"CompletionRequest", "ChatCompletionRequest", "ChatCompletionChunk", "ErrorResponse"} <= set(schemas)
+    assert {"CompletionRequest", "ChatCompletionRequest", "ChatCompletionChunk", "ErrorResponse"} <= set(
+        schemas
+    )
     assert schemas["CompletionRequest"]["required"] == ["prompt"]
     assert "temperature" in schemas["ChatCompletionRequest"]["properties"]
     ref = doc["paths"]["/v1/chat/completions"]["post"]["requestBody"]["content"]["application/json"]["schema"]
@@ -76,7 +83,15 @@ async def test_metrics_parse_and_reflect_served_requests_and_backend_state(
     assert got[("thunder:time_per_output_token_seconds_count", model)] == 2
     assert got[("thunder:prompt_tokens_total", model)] == 8
     assert got[("thunder:generation_tokens_total", model)] == 8
-    assert got[("thunder:request_success_total", (("finished_reason", "length"), ("model_name", "scripted-echo")))] == 2
+    assert (
+        got[
+            (
+                "thunder:request_success_total",
+                (("finished_reason", "length"), ("model_name", "scripted-echo")),
+            )
+        ]
+        == 2
+    )
     assert got[("thunder:num_requests_in_flight", model)] == 0
     p0 = (("replica", "P0"), ("role", "prefill"))
     assert got[("thunder:num_requests_running", p0)] == 1

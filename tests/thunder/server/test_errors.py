@@ -33,7 +33,14 @@ def assert_openai_error(body: dict[str, Any], *, param: str | None, code: str | 
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("temperature", 2.5), ("temperature", -0.1), ("top_p", 0.0), ("top_p", 1.5), ("max_tokens", 0), ("top_k", -2)],
+    [
+        ("temperature", 2.5),
+        ("temperature", -0.1),
+        ("top_p", 0.0),
+        ("top_p", 1.5),
+        ("max_tokens", 0),
+        ("top_k", -2),
+    ],
 )
 async def test_out_of_range_sampling_value_is_a_400_naming_the_field(
     client: openai.AsyncOpenAI, field: str, value: float
@@ -47,7 +54,9 @@ async def test_out_of_range_sampling_value_is_a_400_naming_the_field(
 
 async def test_n_greater_than_one_is_refused_saying_so(client: openai.AsyncOpenAI) -> None:
     with pytest.raises(openai.BadRequestError) as info:
-        await client.chat.completions.create(model="scripted-echo", messages=[{"role": "user", "content": "a"}], n=2)
+        await client.chat.completions.create(
+            model="scripted-echo", messages=[{"role": "user", "content": "a"}], n=2
+        )
     assert info.value.body["param"] == "n"
     assert "only n=1" in info.value.body["message"]
 
@@ -59,7 +68,9 @@ async def test_unknown_model_is_404_model_not_found(client: openai.AsyncOpenAI) 
     assert "gpt-9" in info.value.body["message"] and "scripted-echo" in info.value.body["message"]
 
 
-async def test_prompt_plus_max_tokens_beyond_context_is_context_length_exceeded(client: openai.AsyncOpenAI) -> None:
+async def test_prompt_plus_max_tokens_beyond_context_is_context_length_exceeded(
+    client: openai.AsyncOpenAI,
+) -> None:
     with pytest.raises(openai.BadRequestError) as info:
         await client.completions.create(model="scripted-echo", prompt="a" * 100, max_tokens=29)
     assert info.value.body["code"] == "context_length_exceeded"
@@ -72,7 +83,9 @@ async def test_prompt_plus_max_tokens_beyond_context_is_context_length_exceeded(
 
 async def test_chat_prompt_alone_beyond_context_is_rejected(client: openai.AsyncOpenAI) -> None:
     with pytest.raises(openai.BadRequestError) as info:
-        await client.chat.completions.create(model="scripted-echo", messages=[{"role": "user", "content": "a" * 200}])
+        await client.chat.completions.create(
+            model="scripted-echo", messages=[{"role": "user", "content": "a" * 200}]
+        )
     assert info.value.body["code"] == "context_length_exceeded"
     assert info.value.body["param"] == "messages"
 
@@ -115,9 +128,12 @@ async def test_overload_is_503_with_retry_after() -> None:
             "messages[0].content[0].type",
         ),
         ("/v1/chat/completions", {"messages": [{"role": "user", "content": "x"}], "tools": [{}]}, "tools"),
+        ("/v1/chat/completions", {"messages": [{"role": "tool", "content": "x"}]}, "messages"),
     ],
 )
-async def test_bad_body_is_a_400_naming_the_field(server: RunningServer, path: str, body: Any, param: str) -> None:
+async def test_bad_body_is_a_400_naming_the_field(
+    server: RunningServer, path: str, body: Any, param: str
+) -> None:
     status, reply, _ = await post(server, path, body)
     assert status == 400, reply
     assert_openai_error(reply, param=param)
