@@ -23,6 +23,7 @@ def _register() -> None:
     from thunder.cli import run_cmd  # noqa: F401
     from thunder.cli import plan_cmd  # noqa: F401
     from thunder.cli import simulate_cmd  # noqa: F401
+    from thunder.cli import generate_cmd  # noqa: F401
 
 
 def main() -> None:
