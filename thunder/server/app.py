@@ -123,13 +123,13 @@ async def _stream(
     response: web.StreamResponse, gen: Generation, fmt: ResponseFormat, *, include_usage: bool
 ) -> None:
     """Write SSE `data:` events: the deltas, optionally a usage chunk, then `[DONE]`."""
-    for payload in fmt.opening():
-        await _send(response, payload)
+    for opening in fmt.opening():
+        await _send(response, opening)
     try:
         async for delta in gen:
             if (payload := fmt.chunk(delta)) is not None:
                 await _send(response, payload)
-    except (ConnectionResetError, ApiError):
+    except ConnectionResetError:
         raise
     except Exception as exc:  # the backend failed mid-stream: headers are gone, so report in-band like vLLM
         log.exception("backend failed while streaming %s", gen.request.request_id)

@@ -151,3 +151,18 @@ async def test_model_may_be_omitted(server: RunningServer) -> None:
     async with aiohttp.ClientSession() as http, http.post(f"{server.url}/v1/completions", json=body) as resp:
         assert resp.status == 200
         assert (await resp.json())["choices"][0]["text"] == "ab"
+
+
+async def test_the_exact_vllm_bench_serve_payload_is_served(server: RunningServer) -> None:
+    """`vllm bench serve --backend openai` sends these fields (vllm/benchmarks/lib/endpoint_request_func.py)."""
+    body = {"model": "scripted-echo", "prompt": "bench", "repetition_penalty": 1.0, "max_tokens": 9,
+            "logprobs": None, "stream": True, "stream_options": {"include_usage": True}, "ignore_eos": True}  # fmt: skip
+    async with aiohttp.ClientSession() as http, http.post(f"{server.url}/v1/completions", json=body) as resp:
+        assert resp.status == 200
+        events = [e.removeprefix("data: ") for e in (await resp.read()).decode().split("\n\n") if e]
+    assert events[-1] == "[DONE]"
+    assert msgspec.json.decode(events[-2])["usage"] == {
+        "prompt_tokens": 5,
+        "completion_tokens": 9,
+        "total_tokens": 14,
+    }
