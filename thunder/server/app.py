@@ -33,7 +33,11 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 def create_app(
     backend: Backend, *, served_model_name: str | None = None, metrics: ServingMetrics | None = None
 ) -> web.Application:
-    """Build the OpenAI-compatible app around `backend` (the model is served as `served_model_name`)."""
+    """Build the OpenAI-compatible app around `backend` (the model is served as `served_model_name`).
+
+    Run it with `thunder.server.start`/`serve`: they enable aiohttp's handler cancellation, which is what
+    turns a client disconnect into `backend.abort(request_id)` while no token is being written.
+    """
     name = served_model_name or backend.model_name
     metrics = metrics or ServingMetrics(model_name=name)
     app = web.Application(middlewares=[_openai_errors])

@@ -70,6 +70,9 @@ class BackendState(TypedDict, total=False):
 
 
 class Tokenizer(Protocol):
+    """What the server needs from a tokenizer. An optional `vocab_size: int` attribute, when present, makes
+    the server reject out-of-range prompt token ids with a 400 before they reach a device."""
+
     def encode(self, text: str) -> list[int]: ...
 
     def decode(self, token_ids: Sequence[int]) -> str: ...

@@ -62,7 +62,9 @@ def parse_chat(
     try:
         rendered = backend.tokenizer.apply_chat_template(messages)
     except Exception as exc:  # NOTE: templates reject inputs in their own ways (raise_exception, no template)
-        raise bad_request(f"messages cannot be rendered by the model's chat template: {exc}", "messages") from None
+        raise bad_request(
+            f"messages cannot be rendered by the model's chat template: {exc}", "messages"
+        ) from None
     prompt_ids = backend.tokenizer.encode(rendered) if isinstance(rendered, str) else list(rendered)
     max_tokens = req.max_completion_tokens if req.max_completion_tokens is not None else req.max_tokens
     return _build(
