@@ -1,0 +1,228 @@
+"""`DeviceActor`: one device (a GPU, or a CPU worker with its own torch threads), one engine, one role.
+
+Its step loop is a task: take the queued admissions/handoffs/aborts, run them plus one `engine.step()` in a
+worker thread (`DeviceCore`), then send ONE `StepReport` to the sink and the step's KV handoffs straight to
+the decode devices. Handlers only queue work, so messages are received promptly while a step runs.
+
+Invariant: a role is a label the router acts on; `SetRole` flips it without touching the engine (no weight
+reload), and requests already inside the engine finish the way they were admitted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from actors import Actor, ActorError, ActorRef, handler, interleave
+from thunder.runtime.messages import (
+    ROLES,
+    Abort,
+    Admit,
+    DeviceInfo,
+    DeviceStats,
+    Drain,
+    EngineSpec,
+    GetInfo,
+    GetStats,
+    KVHandoff,
+    Peers,
+    Profile,
+    ProfilePoint,
+    RelayHandoff,
+    SetRole,
+)
+
+if TYPE_CHECKING:
+    from thunder.runtime.device_core import DeviceCore, StepOutcome
+
+__all__ = ["DeviceActor"]
+
+log = logging.getLogger(__name__)
+
+
+class _LoopCrashed(Exception):
+    pass
+
+
+class DeviceActor(Actor):
+    """Spawn on a child node: ``system.spawn("thunder.runtime.device_actor:DeviceActor", node=node, kwargs=...)``.
+
+    Args:
+        replica: the replica (group) id this device leads, e.g. "g0".
+        role: "prefill", "decode" or "colocated".
+        engine: how to build the engine (`EngineSpec`).
+        sink: the main process's sink actor (receives `StepReport`s, relays handoffs when needed).
+        listen: accept direct links from peer devices (for device-to-device KV handoff).
+    """
+
+    def __init__(
+        self, *, replica: str, role: str, engine: EngineSpec | dict[str, Any], sink: ActorRef, listen: bool = False
+    ) -> None:
+        if role not in ROLES:
+            raise ValueError(f"role={role!r}: choose one of {ROLES}")
+        self.replica = replica
+        self.initial_role = role
+        self.spec = engine if isinstance(engine, EngineSpec) else msgspec.convert(engine, EngineSpec)
+        self.sink = sink
+        self.listen = listen
+        self.core: DeviceCore | None = None
+        self.address: tuple[str, int] | None = None
+        self._inbox: list[Any] = []
+        self._jobs: list[tuple[Any, asyncio.Future[Any]]] = []
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._dialled: set[tuple[str, int]] = set()
+        self._task: asyncio.Task[None] | None = None
+        self._failure: BaseException | None = None
+
+    async def on_start(self) -> None:
+        # NOTE: torch and the engine load in a worker thread, so this node keeps answering heartbeats.
+        self.core = await asyncio.to_thread(_build_core, self.spec, self.replica, self.initial_role)
+        if self.listen:
+            self.address = await self.system.network.listen("127.0.0.1", 0)
+        self._task = asyncio.get_running_loop().create_task(self._run(), name=f"device {self.replica} steps")
+
+    async def on_stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    def holds_work(self) -> bool:
+        return self.core is not None and (bool(self._inbox) or self.core.has_work())
+
+    # -- work that goes through the step loop ------------------------------------------------------------------
+    @handler(Admit, KVHandoff, Abort)
+    def queue(self, msg: Admit | KVHandoff | Abort) -> None:
+        self._check_loop()
+        self._inbox.append(msg)
+        self._wake.set()
+
+    @handler
+    async def profile(self, msg: Profile) -> list[ProfilePoint]:
+        """Time real steps (run it while the device is idle: the profile shares the engine's batch)."""
+        from thunder.runtime.profile import profile_engine
+
+        core = self._core()
+        return await self._job(lambda: profile_engine(core.engine, msg))  # type: ignore[no-any-return]
+
+    # -- control -----------------------------------------------------------------------------------------------
+    @handler
+    def set_role(self, msg: SetRole) -> str:
+        if msg.role not in ROLES:
+            raise ValueError(f"SetRole(role={msg.role!r}): choose one of {ROLES}")
+        core = self._core()
+        previous, core.role = core.role, msg.role
+        if msg.replica:
+            self.replica = core.replica = msg.replica
+        log.info("%s: role %s -> %s (engine kept)", self.replica, previous, msg.role)
+        return previous
+
+    @handler
+    def stats(self, msg: GetStats) -> DeviceStats:
+        return self._core().stats()
+
+    @handler
+    def info(self, msg: GetInfo) -> DeviceInfo:
+        core = self._core()
+        return DeviceInfo(
+            replica=self.replica, role=core.role, pid=os.getpid(), max_model_len=core.engine.max_model_len,
+            dtype=str(core.kv_dtype).removeprefix("torch."), address=self.address,
+        )
+
+    @handler
+    @interleave
+    async def peers(self, msg: Peers) -> int:
+        """Link this node to each peer node (idempotent); returns how many links are up."""
+        for host, port in msg.addresses:
+            if (host, port) != self.address and (host, port) not in self._dialled:
+                await self.system.network.connect(host, port)
+                self._dialled.add((host, port))
+        return len(self._dialled)
+
+    @handler
+    @interleave
+    async def drain(self, msg: Drain) -> DeviceStats:
+        async with asyncio.timeout(msg.timeout_s):
+            while self.holds_work():
+                self._idle.clear()
+                await self._idle.wait()
+        return self._core().stats()
+
+    # -- the step loop -----------------------------------------------------------------------------------------
+    async def _run(self) -> None:
+        core = self._core()
+        try:
+            while True:
+                if not (self._inbox or self._jobs or core.has_work()):
+                    self._idle.set()
+                    self._wake.clear()
+                    await self._wake.wait()
+                    continue
+                inbox, self._inbox = self._inbox, []
+                jobs, self._jobs = self._jobs, []
+                outcome = await asyncio.to_thread(self._step_sync, core, inbox, jobs)
+                await self._publish(outcome)
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # NOTE: let it crash — the next message re-raises in the actor's task
+            log.exception("%s: step loop failed", self.replica)
+            self._failure = exc
+
+    @staticmethod
+    def _step_sync(core: DeviceCore, inbox: list[Any], jobs: list[tuple[Any, asyncio.Future[Any]]]) -> StepOutcome:
+        for job, fut in jobs:
+            try:
+                result = job()
+            except Exception as exc:
+                fut.get_loop().call_soon_threadsafe(_settle, fut, None, exc)
+            else:
+                fut.get_loop().call_soon_threadsafe(_settle, fut, result, None)
+        for msg in inbox:
+            core.apply(msg)
+        return core.step()
+
+    async def _publish(self, outcome: StepOutcome) -> None:
+        if outcome.report is not None:
+            await self.sink.tell(outcome.report)  # NOTE: before the handoffs, so the first token leads
+        for target, msg in outcome.handoffs:
+            try:
+                await target.tell(msg)
+            except ActorError:  # no direct link to the decode node: relay through the main process
+                await self.sink.tell(RelayHandoff(target, msg))
+        self.progress()
+
+    def _job(self, fn: Any) -> asyncio.Future[Any]:
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._jobs.append((fn, fut))
+        self._wake.set()
+        return fut
+
+    def _core(self) -> DeviceCore:
+        self._check_loop()
+        assert self.core is not None, "on_start builds the engine"
+        return self.core
+
+    def _check_loop(self) -> None:
+        if self._failure is not None:
+            raise _LoopCrashed(f"{self.replica}: step loop failed: {self._failure!r}") from self._failure
+
+
+def _build_core(spec: EngineSpec, replica: str, role: str) -> DeviceCore:
+    from thunder.runtime.device_core import DeviceCore
+    from thunder.runtime.engines import build_engine
+
+    return DeviceCore(build_engine(spec), replica=replica, role=role, max_num_seqs=spec.max_num_seqs,
+                      device=spec.device)
+
+
+def _settle(fut: asyncio.Future[Any], result: Any, exc: BaseException | None) -> None:
+    if fut.done():
+        return
+    if exc is not None:
+        fut.set_exception(exc)
+    else:
+        fut.set_result(result)

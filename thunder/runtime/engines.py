@@ -1,0 +1,85 @@
+"""The `Engine` protocol a device actor drives, and `build_engine` (the pluggable engine registry).
+
+`torch` is `thunder.engine.LLMEngine` (real weights). `sim` (no weights, step times from the planner's cost
+model) plugs in through `ENGINE_BUILDERS` once `thunder.engine.sim` exists; until then asking for it fails
+with a clear `ConfigError`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol
+
+from thunder.engine.config import ConfigError
+
+if TYPE_CHECKING:
+    import torch
+
+    from thunder.engine import EngineStats, RequestOutput, SamplingParams
+    from thunder.runtime.messages import EngineSpec
+
+__all__ = ["ENGINE_BUILDERS", "Engine", "build_engine"]
+
+
+class Engine(Protocol):
+    """What `LLMEngine` offers and a device actor needs. One engine per device; not thread-safe."""
+
+    max_model_len: int
+
+    def add_request(
+        self,
+        request_id: str,
+        prompt_token_ids: list[int],
+        params: SamplingParams,
+        *,
+        prefill_only: bool = False,
+        kv: torch.Tensor | None = None,
+        first_token: int | None = None,
+    ) -> None: ...
+
+    def abort(self, request_id: str) -> None: ...
+
+    def release(self, request_id: str) -> None: ...
+
+    def export_kv(self, request_id: str) -> torch.Tensor:
+        """``[num_layers, 2, num_prompt_tokens, Hkv, D]`` of a held (``prefill_only``) request."""
+        ...
+
+    def has_unfinished(self) -> bool: ...
+
+    def step(self) -> list[RequestOutput]: ...
+
+    def stats(self) -> EngineStats: ...
+
+
+def _build_torch(spec: EngineSpec) -> Engine:
+    from thunder.engine import EngineConfig, LLMEngine
+
+    config = EngineConfig(
+        model=spec.model, dtype=spec.dtype, device=spec.device, num_threads=spec.threads,  # type: ignore[arg-type]
+        kv_cache_gib=spec.kv_cache_gib, max_num_seqs=spec.max_num_seqs,
+        max_num_batched_tokens=spec.max_num_batched_tokens, seed=spec.seed,
+    )
+    return LLMEngine(config)
+
+
+def _build_sim(spec: EngineSpec) -> Engine:
+    try:
+        from thunder.engine.sim import SimEngine  # type: ignore[import-not-found, unused-ignore]
+    except ImportError:
+        raise ConfigError(
+            "engine='sim' is not available yet in this build (thunder.engine.sim is missing); use --engine torch"
+        ) from None
+    engine: Engine = SimEngine.from_spec(spec)
+    return engine
+
+
+ENGINE_BUILDERS: dict[str, Callable[[Any], Engine]] = {"torch": _build_torch, "sim": _build_sim}
+
+
+def build_engine(spec: EngineSpec) -> Engine:
+    """Build the engine `spec.kind` names; raises `ConfigError` listing the kinds for an unknown one."""
+    builder = ENGINE_BUILDERS.get(spec.kind)
+    if builder is None:
+        raise ConfigError(f"engine={spec.kind!r}: choose one of {sorted(ENGINE_BUILDERS)}")
+    return builder(spec)

@@ -1,0 +1,203 @@
+"""`start_runtime`: from a `RuntimeConfig` to a serving `Runtime`.
+
+1. model spec and cluster (discovered, or a cluster file), or a plan file;
+2. device actors, one child OS process each (they load weights in parallel);
+3. without a plan: a short profile of one device per uncalibrated type -> `CostModel.calibrate` -> plan,
+   then each device is bound to its group and role with `SetRole` (no reload) and unused ones stop;
+4. peers linked for direct KV handoff, the routing table set, one real generation through every replica.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from actors import ActorRef, ActorSystem
+from planner import Cluster, Plan
+from thunder.engine.config import ConfigError
+from thunder.runtime.discovery import LocalDevice, discover_cluster
+from thunder.runtime.messages import DeviceInfo, EngineSpec, GetInfo, ProfilePoint, SetRole
+from thunder.runtime.planning import calibrated_cost_model, make_plan, model_spec_for, planning_workload
+from thunder.runtime.profile import DEFAULT_PROFILE
+from thunder.runtime.router import Router, SetTable
+from thunder.runtime.routing import SloTargets
+from thunder.runtime.runtime import Runtime, routing_table
+from thunder.runtime.sink import LiveState, Sink
+from thunder.runtime.streams import StreamTable
+
+if TYPE_CHECKING:
+    from thunder.metrics import ServingMetrics
+    from thunder.runtime.config import RuntimeConfig
+
+__all__ = ["DEVICE_ACTOR", "start_runtime"]
+
+log = logging.getLogger(__name__)
+DEVICE_ACTOR = "thunder.runtime.device_actor:DeviceActor"
+Say = Callable[[str], None]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Slot:
+    """One device actor to start: its name (group id, or device id before planning), role and device."""
+
+    name: str
+    role: str
+    device: LocalDevice | None  # None: a simulated group (engine='sim')
+    spec: EngineSpec
+
+
+async def start_runtime(
+    config: RuntimeConfig, *, metrics: ServingMetrics | None = None, on_progress: Say | None = None
+) -> Runtime:
+    """Start everything `config` describes; on any failure, whatever started is stopped again."""
+    say = on_progress or (lambda text: log.info("%s", text))
+    system = ActorSystem(node_id="thunder")
+    try:
+        async with asyncio.timeout(config.startup_timeout_s):
+            return await _start(config, system, metrics, say)
+    except BaseException:
+        await system.shutdown()
+        raise
+
+
+async def _start(config: RuntimeConfig, system: ActorSystem, metrics: ServingMetrics | None, say: Say) -> Runtime:
+    from thunder.models import Tokenizer, load_model_dir
+
+    say(f"resolving model {config.model}")
+    model = model_spec_for(config.model)
+    tokenizer = Tokenizer(load_model_dir(config.model if config.engine == "torch" else "smollm2-135m-instruct"))
+    plan = Plan.load(config.plan) if config.plan else None
+    cluster, local = _cluster(config)
+    if plan is None and not any(d.needs_profile for d in local) and (config.profile or config.engine == "sim"):
+        say("planning (catalog device constants)")
+        plan = make_plan(cluster, model, cost_model=_catalog_cost_model(model, cluster), mode=config.mode,
+                         workload=planning_workload(model, config.trace), seed=config.seed)
+    slots = _slots(config, plan, local)
+    streams, live = StreamTable(), LiveState()
+    plan_slo = (plan.ttft_slo_s, plan.tpot_slo_s) if plan is not None else (2.0, 0.2)
+    router = await system.spawn(Router, kwargs={
+        "slo": SloTargets(ttft_s=plan_slo[0], tpot_s=plan_slo[1]), "streams": streams,
+        "kv_transfer_dtype": config.kv_transfer_dtype, "kv_group_size": config.kv_group_size})
+    sink = await system.spawn(Sink, kwargs={"streams": streams, "live": live, "router": router, "metrics": metrics})
+    say(f"starting {len(slots)} device actor(s) and loading weights")
+    if not config.in_process:
+        # NOTE: listen once before the parallel start_node calls (concurrent first listens race in actors).
+        await system.network.listen("127.0.0.1", 0)
+    refs = dict(zip([s.name for s in slots],
+                    await asyncio.gather(*(_spawn(system, config, s, sink, len(slots)) for s in slots)), strict=True))
+    if plan is None:
+        plan = await _plan_with_profile(config, model, cluster, local, refs, say)
+        refs = await _bind(system, plan, refs)
+    await _bind_roles(plan, refs)
+    infos: dict[str, DeviceInfo] = {g: await ref.ask(GetInfo(), timeout=30.0) for g, ref in refs.items()}
+    await router.ask(SetTable(routing_table(plan, refs)))
+    runtime = Runtime(
+        config=config, system=system, plan=plan, router=router, sink=sink, devices=refs, infos=infos,
+        streams=streams, live=live, tokenizer=tokenizer, model_name=config.model,
+        max_model_len=min(i.max_model_len for i in infos.values()),
+    )
+    await runtime.link_peers()
+    say("probing every replica with a real generation")
+    await runtime.probe()
+    return runtime
+
+
+def _catalog_cost_model(model, cluster):  # type: ignore[no-untyped-def]
+    from planner import CostModel
+
+    return CostModel.from_catalog(model, cluster.gpu_types())
+
+
+def _cluster(config: RuntimeConfig) -> tuple[Cluster, list[LocalDevice]]:
+    if config.cluster is None:
+        return discover_cluster(config.devices)
+    cluster = Cluster.from_toml(config.cluster)
+    if config.engine == "sim":
+        return cluster, []
+    _, local = discover_cluster(len(cluster.devices))
+    mine = [LocalDevice(device_id=d.id, kind=ld.kind, index=ld.index, gpu_type=d.gpu_type, needs_profile=False)
+            for d, ld in zip(cluster.devices, local, strict=True)]
+    return cluster, mine
+
+
+def _slots(config: RuntimeConfig, plan: Plan | None, local: list[LocalDevice]) -> list[_Slot]:
+    by_id = {d.device_id: d for d in local}
+    threads = config.threads_for(len(plan.groups) if plan is not None else len(local))
+    if plan is None:
+        return [_Slot(name=d.device_id, role="colocated", device=d, spec=_spec(config, d, threads, {})) for d in local]
+    slots = []
+    for g in plan.groups:
+        if config.engine == "torch" and len(g.device_ids) > 1:
+            raise ConfigError(
+                f"group {g.id} spans {len(g.device_ids)} devices (TP/PP): multi-device replica groups are not "
+                "implemented yet for engine='torch'; use a plan of single-device groups or --engine sim")
+        device = by_id.get(g.device_ids[0])
+        if config.engine == "torch" and device is None:
+            raise ConfigError(f"plan device {g.device_ids[0]!r} is not on this machine (local: {sorted(by_id)}); "
+                              "plan for the discovered cluster or use --engine sim")
+        slots.append(_Slot(name=g.id, role=g.phase, device=device,
+                           spec=_spec(config, device, threads, g.config.to_dict(), gpu_type=g.gpu_types[0])))
+    return slots
+
+
+def _spec(config: RuntimeConfig, device: LocalDevice | None, threads: int, replica_config: dict,  # type: ignore[type-arg]
+          gpu_type: str | None = None) -> EngineSpec:
+    return EngineSpec(
+        kind=config.engine, model=config.model, dtype=config.dtype,
+        device=device.kind if device is not None else "cpu", threads=threads, kv_cache_gib=config.kv_cache_gib,
+        max_num_seqs=config.max_num_seqs, max_num_batched_tokens=config.max_num_batched_tokens, seed=config.seed,
+        gpu_type=gpu_type or (device.gpu_type if device is not None else "cpu"), replica_config=replica_config,
+    )
+
+
+async def _spawn(system: ActorSystem, config: RuntimeConfig, slot: _Slot, sink: ActorRef, n: int) -> ActorRef:
+    kwargs = {"replica": slot.name, "role": slot.role, "engine": slot.spec, "sink": sink,
+              "listen": not config.in_process}
+    if config.in_process:
+        from thunder.runtime.device_actor import DeviceActor
+
+        return await system.spawn(DeviceActor, kwargs=kwargs)
+    env = {"OMP_NUM_THREADS": str(slot.spec.threads)}
+    if slot.device is not None and slot.device.kind == "cuda":
+        env["CUDA_VISIBLE_DEVICES"] = str(slot.device.index)
+    node = await system.network.start_node(label=slot.name.replace("/", "-"), env=env)
+    return await system.spawn(DEVICE_ACTOR, kwargs=kwargs, node=node)
+
+
+async def _plan_with_profile(config: RuntimeConfig, model, cluster: Cluster, local: list[LocalDevice],  # type: ignore[no-untyped-def]
+                             refs: dict[str, ActorRef], say: Say) -> Plan:
+    profiles: dict[str, list[ProfilePoint]] = {}
+    if config.profile:
+        for gpu_type in sorted({d.gpu_type for d in local if d.needs_profile}):
+            device = next(d for d in local if d.gpu_type == gpu_type)
+            say(f"profiling {gpu_type} ({device.device_id}) for the cost model")
+            profiles[gpu_type] = await refs[device.device_id].ask(DEFAULT_PROFILE, timeout=300.0)
+    say("planning")
+    cost_model = calibrated_cost_model(model, cluster, profiles)
+    return make_plan(cluster, model, cost_model=cost_model, mode=config.mode,
+                     workload=planning_workload(model, config.trace), seed=config.seed)
+
+
+async def _bind(system: ActorSystem, plan: Plan, refs: dict[str, ActorRef]) -> dict[str, ActorRef]:
+    """Re-key the device actors by plan group (single-device groups); stop the devices the plan leaves out."""
+    bound: dict[str, ActorRef] = {}
+    for g in plan.groups:
+        if len(g.device_ids) > 1:
+            raise ConfigError(f"group {g.id} spans {len(g.device_ids)} devices; multi-device replica groups are "
+                              "not implemented yet for engine='torch'")
+        bound[g.id] = refs[g.device_ids[0]]
+    for ref in refs.values():
+        if ref not in bound.values():
+            await system.stop(ref)
+            node = system.network.nodes.get(ref.node_id) if ref.node_id != system.node_id else None
+            if node is not None:
+                await node.stop()
+    return bound
+
+
+async def _bind_roles(plan: Plan, refs: dict[str, ActorRef]) -> None:
+    for g in plan.groups:
+        await refs[g.id].ask(SetRole(g.phase, g.id))
