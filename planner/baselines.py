@@ -142,14 +142,17 @@ def hexgen_candidates(cluster: Cluster, model: ModelSpec, workload: Workload, bu
 
 
 def thunder_systems(cluster: Cluster, model: ModelSpec, workload: Workload, budget: Budget, cost_model: CostModel,
-                    *, seed: int = 0) -> dict[str, System]:
-    """thunder and its three ablations, keyed "thunder", "no-compression", "no-routing-lp", "random-groups"."""
+                    *, seed: int = 0, ablations: bool = True) -> dict[str, System]:
+    """thunder and (if `ablations`) its three ablations: "no-compression", "no-routing-lp", "random-groups"."""
     best = plan(cluster, model, workload, budget, seed=seed, cost_model=cost_model)
-    raw = plan(cluster, model, workload, budget, seed=seed, cost_model=cost_model, compress_kv=False)
     adapt = rate_replanner(cluster, model, workload, cost_model, seed=seed)
+    thunder = System(name="thunder", plan=best, replan_for_rate=adapt,
+                     description="tabu + DP + routing LP, 4-bit KV on the wire")
+    if not ablations:
+        return {"thunder": thunder}
+    raw = plan(cluster, model, workload, budget, seed=seed, cost_model=cost_model, compress_kv=False)
     return {
-        "thunder": System(name="thunder", plan=best, replan_for_rate=adapt,
-                          description="tabu + DP + routing LP, 4-bit KV on the wire"),
+        "thunder": thunder,
         "no-compression": System(name="no-compression", plan=raw, compressed=False, replan_for_rate=adapt,
                                  description="re-planned and served with FP16 KV on the wire"),
         "no-routing-lp": System(name="no-routing-lp", plan=best, routing="round_robin", replan_for_rate=adapt,
