@@ -22,7 +22,7 @@ _HEADER_KEYS = ("format", "version", "dtype", "shape", "source_dtype", "group_si
 def tensor_to_buffer(tensor: torch.Tensor) -> memoryview:
     """A flat, byte-format memoryview of ``tensor``'s data (host copy only for non-CPU tensors)."""
     host = tensor.detach().contiguous().cpu()
-    return memoryview(host.view(torch.uint8).numpy()).cast("B")
+    return host.view(torch.uint8).numpy().data.cast("B")
 
 
 def buffer_to_tensor(buffer: Any, dtype: torch.dtype, count: int, name: str) -> torch.Tensor:
