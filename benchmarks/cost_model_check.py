@@ -24,8 +24,8 @@ from planner import CostModel, ModelSpec, ProfileSample
 from planner.calibrate import predict
 from thunder.engine import EngineConfig, LLMEngine, SamplingParams
 
-PREFILL_GRID = [(b, s) for b in (1, 2, 4) for s in (32, 64, 128, 256, 512)]
-DECODE_GRID = [(b, s) for b in (1, 2, 4, 8, 16, 32) for s in (64, 256, 512)]
+PREFILL_GRID = [(b, s) for b in (1, 2, 4) for s in (16, 64, 128, 256)]
+DECODE_GRID = [(b, s) for b in (1, 2, 4, 8, 16) for s in (32, 128, 256)]
 _ids = count()
 
 
@@ -47,7 +47,7 @@ def time_prefill(engine: LLMEngine, batch: int, length: int, rng: np.random.Gene
     return elapsed
 
 
-def time_decode(engine: LLMEngine, batch: int, context: int, rng: np.random.Generator, steps: int = 4) -> float:
+def time_decode(engine: LLMEngine, batch: int, context: int, rng: np.random.Generator, steps: int = 5) -> float:
     """Median seconds of a decode step over `batch` sequences holding about `context` tokens each."""
     params = SamplingParams(max_tokens=steps + 2, temperature=0.0, ignore_eos=True)
     vocab = engine.model_config.vocab_size
@@ -77,8 +77,8 @@ def profile(engine: LLMEngine, repeats: int, seed: int) -> list[ProfileSample]:
     for b, s in PREFILL_GRID:
         t = statistics.median(time_prefill(engine, b, s, rng) for _ in range(repeats))
         samples.append(ProfileSample(phase="prefill", gpu_type="cpu", batch_size=b, seq_len=s, seconds=t))
-    for b, s in DECODE_GRID:
-        t = statistics.median(time_decode(engine, b, s, rng) for _ in range(repeats))
+    for b, s in DECODE_GRID:  # NOTE: one set-up prefill per point; the median is over `repeats + 2` steps
+        t = time_decode(engine, b, s, rng, steps=repeats + 2)
         samples.append(ProfileSample(phase="decode", gpu_type="cpu", batch_size=b, seq_len=s, seconds=t))
     return samples
 
