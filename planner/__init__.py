@@ -17,6 +17,19 @@ from planner.gpus import read_toml
 from planner.plan import PHASES, GroupPlan, Plan, Prediction, ReplicaTiming, Routing, replica_timing
 from planner.planning import plan
 from planner.replan import BandwidthChanged, DeviceLost, DeviceReturned, Event, WorkloadShift, replan
+from planner.sim_engine import simulate_topology
+from planner.sim_metrics import SimResult
+from planner.sim_search import RateSearchResult, max_rate_at_attainment
+from planner.sim_types import (
+    AffinePerf,
+    ReplicaPerf,
+    Requests,
+    SimConfigError,
+    SimReplica,
+    SimTopology,
+    poisson_requests,
+)
+from planner.simulate import simulate, topology_from_plan, workload_requests
 from planner.specs import (
     DEFAULT_SLOS,
     SLO,
@@ -34,6 +47,20 @@ from planner.specs import (
 from planner.tabu import SearchProgress, TabuSettings
 
 __all__ = [
+    "AffinePerf",
+    "RateSearchResult",
+    "ReplicaPerf",
+    "Requests",
+    "SimConfigError",
+    "SimReplica",
+    "SimResult",
+    "SimTopology",
+    "max_rate_at_attainment",
+    "poisson_requests",
+    "simulate",
+    "simulate_topology",
+    "topology_from_plan",
+    "workload_requests",
     "BandwidthChanged",
     "DeviceLost",
     "DeviceReturned",
