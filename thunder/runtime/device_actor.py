@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import signal
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -31,7 +32,7 @@ from thunder.runtime.messages import (
     KVHandoff,
     Peers,
     Profile,
-    ProfilePoint,
+    ProfileResult,
     RelayHandoff,
     SetRole,
 )
@@ -56,11 +57,13 @@ class DeviceActor(Actor):
         role: "prefill", "decode" or "colocated".
         engine: how to build the engine (`EngineSpec`).
         sink: the main process's sink actor (receives `StepReport`s, relays handoffs when needed).
-        listen: accept direct links from peer devices (for device-to-device KV handoff).
+        own_process: this actor owns its OS process (a child node): accept direct links from peer devices
+            (device-to-device KV handoff) and ignore SIGINT.
     """
 
     def __init__(
-        self, *, replica: str, role: str, engine: EngineSpec | dict[str, Any], sink: ActorRef, listen: bool = False
+        self, *, replica: str, role: str, engine: EngineSpec | dict[str, Any], sink: ActorRef,
+        own_process: bool = False
     ) -> None:
         if role not in ROLES:
             raise ValueError(f"role={role!r}: choose one of {ROLES}")
@@ -68,7 +71,7 @@ class DeviceActor(Actor):
         self.initial_role = role
         self.spec = engine if isinstance(engine, EngineSpec) else msgspec.convert(engine, EngineSpec)
         self.sink = sink
-        self.listen = listen
+        self.own_process = own_process
         self.core: DeviceCore | None = None
         self.address: tuple[str, int] | None = None
         self._inbox: list[Any] = []
@@ -82,7 +85,10 @@ class DeviceActor(Actor):
     async def on_start(self) -> None:
         # NOTE: torch and the engine load in a worker thread, so this node keeps answering heartbeats.
         self.core = await asyncio.to_thread(_build_core, self.spec, self.replica, self.initial_role)
-        if self.listen:
+        if self.own_process:
+            # NOTE: Ctrl-C in a terminal signals the whole process group; the main process stops the devices
+            # in order (closing a node's link ends its process), so a device must not die of SIGINT first.
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
             self.address = await self.system.network.listen("127.0.0.1", 0)
         self._task = asyncio.get_running_loop().create_task(self._run(), name=f"device {self.replica} steps")
 
@@ -102,12 +108,12 @@ class DeviceActor(Actor):
         self._wake.set()
 
     @handler
-    async def profile(self, msg: Profile) -> list[ProfilePoint]:
+    async def profile(self, msg: Profile) -> ProfileResult:
         """Time real steps (run it while the device is idle: the profile shares the engine's batch)."""
         from thunder.runtime.profile import profile_engine
 
         core = self._core()
-        return await self._job(lambda: profile_engine(core.engine, msg))  # type: ignore[no-any-return]
+        return ProfileResult(await self._job(lambda: profile_engine(core.engine, msg)))
 
     # -- control -----------------------------------------------------------------------------------------------
     @handler

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from thunder.engine import EngineStats, RequestOutput, SamplingParams
     from thunder.runtime.messages import EngineSpec
 
-__all__ = ["ENGINE_BUILDERS", "Engine", "build_engine"]
+__all__ = ["ENGINE_BUILDERS", "Engine", "build_engine", "check_engine"]
 
 
 class Engine(Protocol):
@@ -63,15 +63,27 @@ def _build_torch(spec: EngineSpec) -> Engine:
     return LLMEngine(config)
 
 
-def _build_sim(spec: EngineSpec) -> Engine:
+def _sim_engine_class() -> Any:
     try:
         from thunder.engine.sim import SimEngine  # type: ignore[import-not-found, unused-ignore]
     except ImportError:
         raise ConfigError(
             "engine='sim' is not available yet in this build (thunder.engine.sim is missing); use --engine torch"
         ) from None
-    engine: Engine = SimEngine.from_spec(spec)
+    return SimEngine
+
+
+def _build_sim(spec: EngineSpec) -> Engine:
+    engine: Engine = _sim_engine_class().from_spec(spec)
     return engine
+
+
+def check_engine(kind: str) -> None:
+    """Fail fast, before any device process starts, when engine `kind` cannot be built in this install."""
+    if kind not in ENGINE_BUILDERS:
+        raise ConfigError(f"engine={kind!r}: choose one of {sorted(ENGINE_BUILDERS)}")
+    if kind == "sim":
+        _sim_engine_class()
 
 
 ENGINE_BUILDERS: dict[str, Callable[[Any], Engine]] = {"torch": _build_torch, "sim": _build_sim}

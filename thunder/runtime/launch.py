@@ -15,11 +15,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from actors import ActorRef, ActorSystem
+from actors import ActorRef, ActorSystem, Node
 from planner import Cluster, Plan
 from thunder.engine.config import ConfigError
 from thunder.runtime.discovery import LocalDevice, discover_cluster
-from thunder.runtime.messages import DeviceInfo, EngineSpec, GetInfo, ProfilePoint, SetRole
+from thunder.runtime.engines import check_engine
+from thunder.runtime.messages import DeviceInfo, EngineSpec, GetInfo, ProfilePoint, ProfileResult, SetRole
 from thunder.runtime.planning import calibrated_cost_model, make_plan, model_spec_for, planning_workload
 from thunder.runtime.profile import DEFAULT_PROFILE
 from thunder.runtime.router import Router, SetTable
@@ -66,6 +67,7 @@ async def start_runtime(
 async def _start(config: RuntimeConfig, system: ActorSystem, metrics: ServingMetrics | None, say: Say) -> Runtime:
     from thunder.models import Tokenizer, load_model_dir
 
+    check_engine(config.engine)
     say(f"resolving model {config.model}")
     model = model_spec_for(config.model)
     tokenizer = Tokenizer(load_model_dir(config.model if config.engine == "torch" else "smollm2-135m-instruct"))
@@ -82,12 +84,11 @@ async def _start(config: RuntimeConfig, system: ActorSystem, metrics: ServingMet
         "slo": SloTargets(ttft_s=plan_slo[0], tpot_s=plan_slo[1]), "streams": streams,
         "kv_transfer_dtype": config.kv_transfer_dtype, "kv_group_size": config.kv_group_size})
     sink = await system.spawn(Sink, kwargs={"streams": streams, "live": live, "router": router, "metrics": metrics})
-    say(f"starting {len(slots)} device actor(s) and loading weights")
-    if not config.in_process:
-        # NOTE: listen once before the parallel start_node calls (concurrent first listens race in actors).
-        await system.network.listen("127.0.0.1", 0)
+    say(f"starting {len(slots)} device process(es) and loading weights")
+    nodes = await _start_nodes(system, config, slots)
     refs = dict(zip([s.name for s in slots],
-                    await asyncio.gather(*(_spawn(system, config, s, sink, len(slots)) for s in slots)), strict=True))
+                    await asyncio.gather(*(_spawn(system, config, s, sink, n) for s, n in zip(slots, nodes, strict=True))),
+                    strict=True))
     if plan is None:
         plan = await _plan_with_profile(config, model, cluster, local, refs, say)
         refs = await _bind(system, plan, refs)
@@ -153,17 +154,27 @@ def _spec(config: RuntimeConfig, device: LocalDevice | None, threads: int, repli
     )
 
 
-async def _spawn(system: ActorSystem, config: RuntimeConfig, slot: _Slot, sink: ActorRef, n: int) -> ActorRef:
-    kwargs = {"replica": slot.name, "role": slot.role, "engine": slot.spec, "sink": sink,
-              "listen": not config.in_process}
+async def _start_nodes(system: ActorSystem, config: RuntimeConfig, slots: list[_Slot]) -> list[Node | None]:
+    """One child OS process per slot, started one after another (about a second each; the weights then load
+    in parallel). NOTE: sequential also because concurrent first `start_node` calls race in `actors`."""
     if config.in_process:
+        return [None] * len(slots)
+    nodes: list[Node | None] = []
+    for slot in slots:
+        env = {"OMP_NUM_THREADS": str(slot.spec.threads)}
+        if slot.device is not None and slot.device.kind == "cuda":
+            env["CUDA_VISIBLE_DEVICES"] = str(slot.device.index)
+        nodes.append(await system.network.start_node(label=slot.name.replace("/", "-"), env=env))
+    return nodes
+
+
+async def _spawn(system: ActorSystem, config: RuntimeConfig, slot: _Slot, sink: ActorRef, node: Node | None) -> ActorRef:
+    kwargs = {"replica": slot.name, "role": slot.role, "engine": slot.spec, "sink": sink,
+              "own_process": node is not None}
+    if node is None:
         from thunder.runtime.device_actor import DeviceActor
 
         return await system.spawn(DeviceActor, kwargs=kwargs)
-    env = {"OMP_NUM_THREADS": str(slot.spec.threads)}
-    if slot.device is not None and slot.device.kind == "cuda":
-        env["CUDA_VISIBLE_DEVICES"] = str(slot.device.index)
-    node = await system.network.start_node(label=slot.name.replace("/", "-"), env=env)
     return await system.spawn(DEVICE_ACTOR, kwargs=kwargs, node=node)
 
 
@@ -174,7 +185,8 @@ async def _plan_with_profile(config: RuntimeConfig, model, cluster: Cluster, loc
         for gpu_type in sorted({d.gpu_type for d in local if d.needs_profile}):
             device = next(d for d in local if d.gpu_type == gpu_type)
             say(f"profiling {gpu_type} ({device.device_id}) for the cost model")
-            profiles[gpu_type] = await refs[device.device_id].ask(DEFAULT_PROFILE, timeout=300.0)
+            result: ProfileResult = await refs[device.device_id].ask(DEFAULT_PROFILE, timeout=300.0)
+            profiles[gpu_type] = result.points
     say("planning")
     cost_model = calibrated_cost_model(model, cluster, profiles)
     return make_plan(cluster, model, cost_model=cost_model, mode=config.mode,

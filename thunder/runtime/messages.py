@@ -38,6 +38,7 @@ __all__ = [
     "Profile",
     "RelayHandoff",
     "ProfilePoint",
+    "ProfileResult",
     "Role",
     "Sampling",
     "SetRole",
@@ -186,6 +187,11 @@ class ProfilePoint(msgspec.Struct, frozen=True, array_like=True):
     batch_size: int
     seq_len: int
     seconds: float
+
+
+@message
+class ProfileResult(msgspec.Struct, frozen=True):
+    points: list[ProfilePoint]
 
 
 @message
