@@ -213,8 +213,10 @@ class Cell:
         items = mb._items
         actor = self.actor
         dispatch = self._dispatch
+        item = msg = reply = result = None
         while not self.stop_requested:
             if not items:
+                item = msg = reply = result = None  # NOTE: drop the last message while idle (frees buffers)
                 await mb.wait()
                 continue
             item = mb.popleft()

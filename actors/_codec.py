@@ -2,10 +2,10 @@
 
 Frame layout (little endian)::
 
-    u64 body_len | u32 meta_len | u32 nbuf | meta (msgpack) | u64 len[nbuf] | pad | buf0 | pad | buf1 ...
+    u64 body_len | u32 payload_len | u32 nbuf | u8 kind | i64 to | i64 corr | u16 tag_len | tag (utf-8)
+    | payload (msgpack) | u64 len[nbuf] | pad | buf0 | pad | buf1 ...
 
-``meta`` is ``[kind, to, corr, tag, payload]``; ``tag`` names the payload's registered class ("" = plain
-msgpack values). Inside the payload an ndarray/tensor is an ext record ``(buffer index, dtype, shape)`` and an
+``tag`` names the payload's registered class (empty = plain msgpack values). Inside the payload an ndarray/tensor is an ext record ``(buffer index, dtype, shape)`` and an
 `ActorRef` is an ext record ``(node_id, actor_id, name)``. Buffers start 64-byte aligned within the body.
 No pickle anywhere: decoding only builds registered Structs, msgpack values, arrays and refs.
 """
@@ -25,8 +25,9 @@ from ._registry import _BY_CLASS, registered_class
 
 __all__ = ["ALIGN", "HEADER", "Codec", "UndecodableFrame"]
 
-HEADER = struct.Struct("<QII")
-"""body_len (bytes after this u64), meta_len, nbuf."""
+HEADER = struct.Struct("<QIIBqqH")
+"""body_len (bytes after this u64), payload_len, nbuf, kind, to, corr, tag_len."""
+_BODY = struct.Struct("<IIBqqH")
 ALIGN = 64
 EXT_REF, EXT_NDARRAY, EXT_TENSOR = 1, 2, 3
 _ZERO_HEADER = bytes(HEADER.size)
@@ -34,20 +35,22 @@ _small = msgspec.msgpack.Encoder()
 _plain = msgspec.msgpack.Decoder()
 
 
-class _Meta(msgspec.Struct, array_like=True):
-    kind: int
-    to: int
-    corr: int
-    tag: str
-    payload: Any
+_TAG_BYTES: dict[type, bytes] = {}
 
 
-class _MetaIn(msgspec.Struct, array_like=True):
-    kind: int
-    to: int
-    corr: int
-    tag: str
-    payload: msgspec.Raw
+def _tag_bytes(msg: Any) -> bytes:
+    """The wire tag of ``type(msg)`` (cached): its registered tag, or b"" for plain msgpack values."""
+    cls = type(msg)
+    tag = _BY_CLASS.get(cls)
+    if tag is None and isinstance(msg, msgspec.Struct):
+        raise CodecError(
+            f"{cls.__module__}:{cls.__qualname__} is not a registered message; decorate it with "
+            "@actors.message so both processes can decode it"
+        )
+    encoded = (tag or "").encode()
+    if tag is not None:
+        _TAG_BYTES[cls] = encoded
+    return encoded
 
 
 def _dec_hook(kind: type, obj: Any) -> Any:
@@ -76,9 +79,8 @@ class Codec:
         self._out: list[memoryview] = []
         self._in: list[memoryview] = []
         self._encoder = msgspec.msgpack.Encoder(enc_hook=self._enc_hook)
-        self._meta = msgspec.msgpack.Decoder(_MetaIn)
         self._any = msgspec.msgpack.Decoder(ext_hook=self._ext_hook)
-        self._typed: dict[str, msgspec.msgpack.Decoder[Any]] = {}
+        self._typed: dict[bytes, msgspec.msgpack.Decoder[Any]] = {}
 
     # -- encode ----------------------------------------------------------------------------------------
     def write_frame(self, chunks: list[Any], tail: bytearray, kind: int, to: int, corr: int, msg: Any) -> bytearray:
@@ -88,27 +90,24 @@ class Codec:
         written (the transport copies what the kernel does not take at once).
         """
         cls = type(msg)
-        tag = _BY_CLASS.get(cls)
+        tag = _TAG_BYTES.get(cls)
         if tag is None:
-            if isinstance(msg, msgspec.Struct):
-                raise CodecError(
-                    f"{cls.__module__}:{cls.__qualname__} is not a registered message; decorate it with "
-                    "@actors.message so both processes can decode it"
-                )
-            tag = ""
+            tag = _tag_bytes(msg)
         start = len(tail)
+        payload_at = start + HEADER.size + len(tag)
         tail += _ZERO_HEADER
+        tail += tag
         self._out = bufs = []
         try:
-            self._encoder.encode_into(_Meta(kind, to, corr, tag, msg), tail, start + HEADER.size)
+            self._encoder.encode_into(msg, tail, payload_at)
         except Exception as exc:
             del tail[start:]
             if isinstance(exc, CodecError):
                 raise
             raise CodecError(f"cannot encode {cls.__qualname__} for the wire: {exc}") from exc
-        meta_len = len(tail) - start - HEADER.size
+        payload_len = len(tail) - payload_at
         if not bufs:
-            HEADER.pack_into(tail, start, 8 + meta_len, meta_len, 0)
+            HEADER.pack_into(tail, start, len(tail) - start - 8, payload_len, 0, kind, to, corr, len(tag))
             return tail
         tail += struct.pack(f"<{len(bufs)}Q", *(b.nbytes for b in bufs))
         body_len = len(tail) - start - 8
@@ -123,7 +122,7 @@ class Codec:
             if pad and i + 1 < len(bufs):
                 chunks.append(bytes(pad))
                 body_len += pad
-        HEADER.pack_into(tail, start, body_len, meta_len, len(bufs))
+        HEADER.pack_into(tail, start, body_len, payload_len, len(bufs), kind, to, corr, len(tag))
         return bytearray()
 
     def _enc_hook(self, obj: Any) -> Any:
@@ -156,12 +155,15 @@ class Codec:
 
         `owned` says whether `body` stays valid after this call; if not, side buffers are copied out.
         """
-        meta_len, nbuf = struct.unpack_from("<II", body, 0)
-        meta = self._meta.decode(body[8 : 8 + meta_len])
+        payload_len, nbuf, kind, to, corr, tag_len = _BODY.unpack_from(body, 0)
+        offset = _BODY.size + tag_len
+        tag = bytes(body[_BODY.size : offset])
+        payload = body[offset : offset + payload_len]
         if nbuf:
             if not owned:
                 body = memoryview(bytearray(body))
-            offset = 8 + meta_len
+                payload = body[offset : offset + payload_len]
+            offset += payload_len
             lens = struct.unpack_from(f"<{nbuf}Q", body, offset)
             offset += 8 * nbuf
             self._in = views = []
@@ -170,16 +172,20 @@ class Codec:
                 views.append(body[offset : offset + size])
                 offset += size
         try:
-            return meta.kind, meta.to, meta.corr, self._payload(meta.tag, meta.payload)
+            return kind, to, corr, self._payload(tag, payload)
         except (CodecError, msgspec.DecodeError, ValueError, TypeError) as exc:
-            raise UndecodableFrame(meta.kind, meta.to, meta.corr, f"{meta.tag or 'plain'} payload: {exc}") from exc
+            raise UndecodableFrame(kind, to, corr, f"{tag.decode() or 'plain'} payload: {exc}") from exc
+        finally:
+            if nbuf:
+                self._in = []
 
-    def _payload(self, tag: str, payload: msgspec.Raw) -> Any:
+    def _payload(self, tag: bytes, payload: memoryview) -> Any:
         if not tag:
             return self._any.decode(payload)
         decoder = self._typed.get(tag)
         if decoder is None:
-            decoder = msgspec.msgpack.Decoder(registered_class(tag), ext_hook=self._ext_hook, dec_hook=_dec_hook)
+            cls = registered_class(tag.decode())
+            decoder = msgspec.msgpack.Decoder(cls, ext_hook=self._ext_hook, dec_hook=_dec_hook)
             self._typed[tag] = decoder
         return decoder.decode(payload)
 

@@ -96,7 +96,10 @@ class Link:
         self._corr = itertools.count(1)
         self._backlog: deque[tuple[Cell, Any]] = deque()
         self._heard = True
+        self._authenticated = False
+        self._cells = self.system._cells  # NOTE: read-only alias of the live-actor table (hot path)
         self._beat: asyncio.TimerHandle | None = None
+        self._check: asyncio.TimerHandle | None = None
         self.finished: asyncio.Future[str] = self.loop.create_future()
         """Completes with the close reason."""
 
@@ -124,9 +127,11 @@ class Link:
     async def tell(self, actor_id: int, msg: Any) -> None:
         if self.closed:
             raise self._dead()
-        self.send(Kind.TELL, actor_id, 0, msg)
-        if self.proto.write_paused:
-            await self.proto.drain()
+        proto = self.proto
+        proto.tail = self.codec.write_frame(proto.chunks, proto.tail, Kind.TELL, actor_id, 0, msg)
+        proto.schedule_flush()
+        if proto.write_paused:
+            await proto.drain()
 
     def try_tell(self, actor_id: int, msg: Any) -> None:
         if self.closed:
@@ -207,17 +212,24 @@ class Link:
 
     def _become_up(self) -> None:
         self.up.set_result(None)
-        self._beat = self.loop.call_later(self.network.heartbeat_s, self._heartbeat)
+        self._authenticated = True
+        self._beat = self.loop.call_later(self.network.heartbeat_s, self._ping)
+        self._check = self.loop.call_later(self.network.heartbeat_timeout_s, self._check_heard)
 
-    def _heartbeat(self) -> None:
+    def _ping(self) -> None:
+        if not self.closed:
+            self.send(Kind.PING, 0, 0, None)
+            self._beat = self.loop.call_later(self.network.heartbeat_s, self._ping)
+
+    def _check_heard(self) -> None:
+        """Pings go out every `heartbeat_s`; a whole `heartbeat_timeout_s` without any frame means down."""
         if self.closed:
             return
         if not self._heard:
             self.close(f"no frame for {self.network.heartbeat_timeout_s:g}s (heartbeat timeout)", abort=True)
             return
         self._heard = False
-        self.send(Kind.PING, 0, 0, None)
-        self._beat = self.loop.call_later(self.network.heartbeat_timeout_s, self._heartbeat)
+        self._check = self.loop.call_later(self.network.heartbeat_timeout_s, self._check_heard)
 
     # -- receiving -------------------------------------------------------------------------------------
     def frame_received(self, body: memoryview, owned: bool) -> None:
@@ -262,10 +274,10 @@ class Link:
             fut.set_result(value)
 
     def _deliver(self, to: int, item: Any) -> None:
-        if not self.up.done():
+        if not self._authenticated:
             self.close("message before authentication", abort=True)
             return
-        cell = self.system.local_cell(to)
+        cell = self._cells.get(to)
         if cell is None:
             _fail(item, ActorDead(f"{self.system.node_id}/{to} is not alive ({self.system.reason_of(to)})"))
             return
@@ -304,8 +316,9 @@ class Link:
             return
         self.closed = True
         self.close_reason = reason
-        if self._beat is not None:
-            self._beat.cancel()
+        for timer in (self._beat, self._check):
+            if timer is not None:
+                timer.cancel()
         if abort:
             self.proto.abort()
         else:

@@ -84,8 +84,11 @@ class Network:
 
     handshake_timeout_s = 10.0
     heartbeat_s = 1.0
-    heartbeat_timeout_s = 5.0
-    """A link that receives no frame (heartbeats included) for this long is declared down."""
+    """Each side pings this often."""
+    heartbeat_timeout_s = 30.0
+    """A link that receives no frame for this long is declared down (a host lost without a FIN). A child
+    process that dies is seen at once through EOF; this only bounds silent losses and blocked peers, so it
+    must exceed the longest loop-blocking step of a peer (imports, synchronous weight loads)."""
     remote_timeout_s = 120.0
     """Timeout of remote spawn requests (constructors may load models)."""
     start_timeout_s = 60.0
