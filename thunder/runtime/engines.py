@@ -1,7 +1,7 @@
 """The `Engine` protocol a device actor drives, and `build_engine` (the pluggable engine registry).
 
 `torch` is `thunder.engine.LLMEngine` (real weights). `sim` (no weights, step times from the planner's cost
-model) plugs in through `ENGINE_BUILDERS` once `thunder.engine.sim` exists; until then asking for it fails
+model) plugs in through `ENGINE_BUILDERS` once `thunder.engine.sim_engine` exists; until then asking for it fails
 with a clear `ConfigError`.
 """
 
@@ -65,10 +65,11 @@ def _build_torch(spec: EngineSpec) -> Engine:
 
 def _sim_engine_class() -> Any:
     try:
-        from thunder.engine.sim import SimEngine  # type: ignore[import-not-found, unused-ignore]
+        from thunder.engine.sim_engine import SimEngine  # type: ignore[import-not-found, unused-ignore]
     except ImportError:
         raise ConfigError(
-            "engine='sim' is not available yet in this build (thunder.engine.sim is missing); use --engine torch"
+            "engine='sim' is not available yet in this build (thunder.engine.sim_engine is missing); "
+            "use --engine torch"
         ) from None
     return SimEngine
 

@@ -139,15 +139,15 @@ class Router(Actor):
             self.streams.fail(msg.request_id, f"replica {first} is unavailable: {exc}")
 
     def _pick_first(self, n: int) -> str | None:
-        def ok(g: str) -> bool:
-            return not self.loads[g].would_miss(self.slo, n, decoding=self.table.roles[g] == "colocated")
+        def colocated(g: str) -> bool:
+            return self.table.roles[g] == "colocated"
 
-        choice = self._arrivals.pick(ok)
+        choice = self._arrivals.pick(lambda g: not self.loads[g].would_miss(self.slo, n, decoding=colocated(g)))
         if choice is None:
             self.skipped += 1
-            candidates = [self.loads[g] for g in self._arrivals.weights if self._arrivals.weights[g] > 0]
-            best = least_loaded(candidates, n, decoding=False)
-            choice = best.replica if best is not None else self._arrivals.pick()
+            live = [g for g, w in self._arrivals.weights.items() if w > 0 and not self.loads[g].draining]
+            best = min(live, key=lambda g: self.loads[g].score(n, decoding=colocated(g)), default=None)
+            choice = best if best is not None else self._arrivals.pick()
         return choice
 
     def _pick_decode(self, prefill: str, n: int) -> str | None:
