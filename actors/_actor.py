@@ -29,9 +29,9 @@ class Handler(NamedTuple):
 
 
 @overload
-def handler(func: _F, /) -> _F: ...
-@overload
 def handler(*types: type) -> Callable[[_F], _F]: ...
+@overload
+def handler(func: _F, /) -> _F: ...
 def handler(*args: Any) -> Any:
     """Mark a method as the handler of a message type.
 

@@ -12,6 +12,7 @@ No pickle anywhere: decoding only builds registered Structs, msgpack values, arr
 
 from __future__ import annotations
 
+import importlib
 import struct
 import sys
 from collections.abc import Callable
@@ -97,7 +98,8 @@ class Codec:
         payload_at = start + HEADER.size + len(tag)
         tail += _ZERO_HEADER
         tail += tag
-        self._out = bufs = []
+        bufs: list[memoryview] = []
+        self._out = bufs
         try:
             self._encoder.encode_into(msg, tail, payload_at)
         except Exception as exc:
@@ -200,9 +202,8 @@ class Codec:
 
             return np.frombuffer(buf, dtype=np.dtype(dtype)).reshape(shape)
         if code == EXT_TENSOR:
-            torch = sys.modules.get("torch")
-            if torch is None:
-                raise CodecError("a torch tensor arrived but torch is not imported here; import it first")
+            # NOTE: torch is loaded only when a tensor actually arrives, never at import of `actors`.
+            torch = sys.modules.get("torch") or importlib.import_module("torch")
             kind = getattr(torch, dtype)
             if buf.nbytes == 0:
                 return torch.empty(shape, dtype=kind)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Coroutine
+from types import ModuleType
 from typing import Any, TypeVar
 
 __all__ = ["loop_factory", "run", "uvloop_available"]
 
 _T = TypeVar("_T")
 
+_uvloop: ModuleType | None
 try:
     import uvloop as _uvloop
 except ImportError:  # pragma: no cover - uvloop is a declared dependency on Linux/macOS

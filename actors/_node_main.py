@@ -21,8 +21,13 @@ async def serve(host: str, port: int, node_id: str, token: str) -> None:
     system = ActorSystem(node_id=node_id, token=token)
     node = await system.network.connect(host, port)
     assert node.link is not None
-    stop = asyncio.get_running_loop().create_future()
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, lambda: stop.done() or stop.set_result(None))
+    stop: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def on_sigterm() -> None:
+        if not stop.done():
+            stop.set_result(None)
+
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, on_sigterm)
     await asyncio.wait((node.link.finished, stop), return_when=asyncio.FIRST_COMPLETED)
     await system.shutdown()
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
-from ._actor import Actor, handler
+from ._actor import Actor, handler, interleave
 from ._errors import ActorError, SupervisorEscalation
 from ._messages import ChildDown, Reason
 from ._ref import ActorRef
@@ -82,10 +82,13 @@ class Supervisor(Actor):
     async def on_stop(self) -> None:
         await self._stop_all()
 
+    # NOTE: queries interleave, so they are answered while a (slow, e.g. new-process) restart is under way.
+    @interleave
     @handler
     def which_children(self, msg: WhichChildren) -> dict[str, ActorRef | None]:
         return {c.spec.id: c.ref for c in self.children}
 
+    @interleave
     @handler
     def get_child(self, msg: GetChild) -> ActorRef | None:
         child = self._find(msg.id)

@@ -151,3 +151,24 @@ async def test_child_nodes_exit_when_the_parent_system_shuts_down() -> None:
     await system.shutdown()
     assert node.process is not None and node.process.returncode is not None
     assert not node.alive
+
+
+def test_a_silent_peer_is_declared_down_after_the_heartbeat_timeout() -> None:
+    from actors.testkit import run_virtual
+
+    async def main() -> None:
+        async with ActorSystem(node_id="a", token="t") as a, ActorSystem(node_id="b", token="t") as b:
+            host, port = await a.listen()
+            await b.connect(host, port)
+            remote = await a.spawn(Counter, node="b")
+            down = asyncio.ensure_future(a.wait_down(remote))
+            loop = asyncio.get_running_loop()
+            await asyncio.sleep(45.0)  # pings keep the link up well past the 30 s timeout
+            assert not down.done() and await remote.ask(Add(1)) == 1
+            b.network.links["a"]._beat.cancel()  # type: ignore[union-attr]  # b goes silent
+            silent_at = loop.time()
+            result = await down
+            assert result.reason == Reason.NODE_DOWN and "heartbeat timeout" in result.detail
+            assert 30.0 <= loop.time() - silent_at <= 61.0  # detected within two check periods
+
+    run_virtual(main(), autojump_threshold=0.005)

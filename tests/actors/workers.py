@@ -79,5 +79,10 @@ class TensorWorker(Actor):
         return self.torch.from_numpy(np.ascontiguousarray(msg.data, dtype=np.float32)) * msg.factor
 
     @handler
+    async def sleep(self, msg: Sleep) -> float:
+        await asyncio.sleep(msg.seconds)
+        return msg.seconds
+
+    @handler
     def pid(self, msg: Pid) -> int:
         return os.getpid()
