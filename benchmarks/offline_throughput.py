@@ -36,7 +36,7 @@ from benchmarks.workloads import Workload, build_offline_workload  # noqa: E402
 
 RESULT_PREFIX = "RESULT "  # the runners' protocol, benchmarks/peers/runner_common.py
 DTYPES = ("bfloat16", "float32")
-console = Console()
+console = Console(width=None if sys.stdout.isatty() else 160)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -184,6 +184,10 @@ def summarize(results: list[dict]) -> list[dict]:
     return rows
 
 
+def _fmt(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
 def print_table(rows: list[dict], workload: Workload) -> None:
     table = Table(
         title=f"offline throughput: {workload.num_requests} requests, {workload.num_prompt_tokens} prompt "
@@ -194,9 +198,9 @@ def print_table(rows: list[dict], workload: Workload) -> None:
         table.add_column(col, justify="left" if col in ("system", "dtype") else "right")
     for r in rows:
         table.add_row(
-            r["system"], r["dtype"], f"{r['tok_s']:.1f}", f"{r.get('thunder_ratio', float('nan')):.2f}",
-            f"{r['ttft_ms']:.0f}", f"{r['decode_tok_s']:.1f}", f"{r['peak_rss_mib']:.0f}", f"{r['load_s']:.1f}",
-            f"{r.get('prefix_agreement_with_thunder', float('nan')):.2f}",
+            r["system"], r["dtype"], f"{r['tok_s']:.1f}", _fmt(r.get("thunder_ratio"), ".2f"),
+            f"{r['ttft_ms']:.0f}", _fmt(r["decode_tok_s"], ".1f"), f"{r['peak_rss_mib']:.0f}", f"{r['load_s']:.1f}",
+            _fmt(r.get("prefix_agreement_with_thunder"), ".2f"),
             f"{r['loadavg_before']:.1f}->{r['loadavg_after']:.1f}",
         )  # fmt: skip
     console.print(table)

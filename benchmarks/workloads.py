@@ -15,6 +15,7 @@ import inspect
 import io
 import json
 import re
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -78,15 +79,17 @@ def _looks_like_prose(paragraph: str) -> bool:
 
 
 def _docstrings(module_name: str) -> list[str]:
-    # NOTE: some modules print on import (e.g. `this`); keep stdout clean for runners that emit JSON.
-    with contextlib.redirect_stdout(io.StringIO()):
+    # NOTE: some modules print on import (e.g. `this`): keep stdout clean for runners that emit JSON. Deprecated
+    # aliases (typing.re, ...) warn when their docs are read: the walk touches every public name.
+    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
         module = importlib.import_module(module_name)
-    docs = [inspect.getdoc(module) or ""]
-    for name, member in sorted(vars(module).items()):
-        if name.startswith("_") or getattr(member, "__module__", None) != module.__name__:
-            continue
-        if inspect.isclass(member) or inspect.isfunction(member):
-            docs.append(inspect.getdoc(member) or "")
+        docs = [inspect.getdoc(module) or ""]
+        for name, member in sorted(vars(module).items()):
+            if name.startswith("_") or getattr(member, "__module__", None) != module.__name__:
+                continue
+            if inspect.isclass(member) or inspect.isfunction(member):
+                docs.append(inspect.getdoc(member) or "")
     return docs
 
 
