@@ -78,7 +78,6 @@ class DeviceActor(Actor):
         self._jobs: list[tuple[Any, asyncio.Future[Any]]] = []
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
-        self._dialled: set[tuple[str, int]] = set()
         self._task: asyncio.Task[None] | None = None
         self._failure: BaseException | None = None
 
@@ -135,19 +134,21 @@ class DeviceActor(Actor):
     def info(self, msg: GetInfo) -> DeviceInfo:
         core = self._core()
         return DeviceInfo(
-            replica=self.replica, role=core.role, pid=os.getpid(), max_model_len=core.engine.max_model_len,
+            replica=self.replica, role=core.role, pid=os.getpid(), node_id=self.system.node_id,
+            max_model_len=core.engine.max_model_len,
             dtype=str(core.kv_dtype).removeprefix("torch."), address=self.address,
         )
 
     @handler
     @interleave
     async def peers(self, msg: Peers) -> int:
-        """Link this node to each peer node (idempotent); returns how many links are up."""
-        for host, port in msg.addresses:
-            if (host, port) != self.address and (host, port) not in self._dialled:
-                await self.system.network.connect(host, port)
-                self._dialled.add((host, port))
-        return len(self._dialled)
+        """Link this node to each peer node (idempotent); returns how many peers are linked."""
+        net = self.system.network
+        for node_id, host, port in msg.peers:
+            link = net.links.get(node_id)
+            if node_id != self.system.node_id and (link is None or link.closed):
+                await net.connect(host, port)
+        return sum(1 for node_id, _, _ in msg.peers if node_id in net.links)
 
     @handler
     @interleave

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from actors import ActorRef, ActorSystem, Node
@@ -26,6 +26,7 @@ from thunder.runtime.profile import DEFAULT_PROFILE
 from thunder.runtime.router import Router, SetTable
 from thunder.runtime.routing import SloTargets
 from thunder.runtime.runtime import Runtime, routing_table
+from thunder.runtime.sim_links import kv_links_of
 from thunder.runtime.sink import LiveState, Sink
 from thunder.runtime.streams import StreamTable
 
@@ -48,6 +49,7 @@ class _Slot:
     role: str
     device: LocalDevice | None  # None: a simulated group (engine='sim')
     spec: EngineSpec
+    kv_links: dict[str, tuple[float, float]] = field(default_factory=dict)  # sim: the plan's links
 
 
 async def start_runtime(
@@ -140,7 +142,8 @@ def _slots(config: RuntimeConfig, plan: Plan | None, local: list[LocalDevice]) -
             raise ConfigError(f"plan device {g.device_ids[0]!r} is not on this machine (local: {sorted(by_id)}); "
                               "plan for the discovered cluster or use --engine sim")
         slots.append(_Slot(name=g.id, role=g.phase, device=device,
-                           spec=_spec(config, device, threads, g.config.to_dict(), gpu_type=g.gpu_types[0])))
+                           spec=_spec(config, device, threads, g.config.to_dict(), gpu_type=g.gpu_types[0]),
+                           kv_links=kv_links_of(plan, g.id) if config.engine == "sim" else {}))
     return slots
 
 
@@ -157,7 +160,7 @@ def _spec(config: RuntimeConfig, device: LocalDevice | None, threads: int, repli
 async def _start_nodes(system: ActorSystem, config: RuntimeConfig, slots: list[_Slot]) -> list[Node | None]:
     """One child OS process per slot, started one after another (about a second each; the weights then load
     in parallel). NOTE: sequential also because concurrent first `start_node` calls race in `actors`."""
-    if config.in_process:
+    if config.in_process or config.engine == "sim":  # sim devices hold no weights: in this process
         return [None] * len(slots)
     nodes: list[Node | None] = []
     for slot in slots:
@@ -171,6 +174,11 @@ async def _start_nodes(system: ActorSystem, config: RuntimeConfig, slots: list[_
 async def _spawn(system: ActorSystem, config: RuntimeConfig, slot: _Slot, sink: ActorRef, node: Node | None) -> ActorRef:
     kwargs = {"replica": slot.name, "role": slot.role, "engine": slot.spec, "sink": sink,
               "own_process": node is not None}
+    if config.engine == "sim":
+        from thunder.runtime.sim_device import SimDeviceActor
+
+        del kwargs["own_process"]
+        return await system.spawn(SimDeviceActor, kwargs={**kwargs, "kv_links": slot.kv_links})
     if node is None:
         from thunder.runtime.device_actor import DeviceActor
 

@@ -150,9 +150,10 @@ class SetRole(msgspec.Struct, frozen=True):
 
 @message
 class Peers(msgspec.Struct, frozen=True):
-    """Dial these `(host, port)` addresses so KV handoffs go device to device, not via the main process."""
+    """Link to these `(node_id, host, port)` peers (unless a link exists already, in either direction) so KV
+    handoffs go device to device, not via the main process."""
 
-    addresses: list[tuple[str, int]]
+    peers: list[tuple[str, str, int]]
 
 
 @message
@@ -219,6 +220,7 @@ class DeviceInfo(msgspec.Struct, frozen=True, kw_only=True):
     replica: str
     role: str
     pid: int
+    node_id: str
     max_model_len: int
     dtype: str
     address: tuple[str, int] | None

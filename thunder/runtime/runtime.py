@@ -127,13 +127,13 @@ class Runtime:
 
     async def link_peers(self) -> None:
         """Let every prefill device dial every decode device, so KV goes device to device (not relayed)."""
-        decode = [self.infos[g.id].address for g in self.plan.groups if g.phase == "decode"]
-        addresses = [(a[0], a[1]) for a in decode if a is not None]
-        if not addresses:
+        decode = [self.infos[g.id] for g in self.plan.groups if g.phase == "decode"]
+        peers = [(i.node_id, i.address[0], i.address[1]) for i in decode if i.address is not None]
+        if not peers:
             return
         for g in self.plan.groups:
             if g.phase == "prefill" and self.infos[g.id].address is not None:
-                await self.devices[g.id].ask(Peers(addresses), timeout=30.0)
+                await self.devices[g.id].ask(Peers(peers), timeout=30.0)
 
     async def set_kv_transfer_dtype(self, dtype: str, group_size: int | None = None) -> str:
         """Wire format for the next handoffs; returns the previous one."""
