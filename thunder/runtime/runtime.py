@@ -66,8 +66,11 @@ class Runtime:
     ) -> asyncio.Queue[TokenDelta | StreamFailed]:
         """Admit a request; its `TokenDelta`s (or a `StreamFailed`) arrive on the returned queue.
 
-        Raises `actors.Overloaded` when the router's mailbox is full (nothing was admitted then).
+        Raises `actors.Overloaded` when the router's mailbox is full (nothing was admitted then), and
+        RuntimeError after `shutdown`.
         """
+        if self.closed:
+            raise RuntimeError("this runtime is shut down; start a new one to generate")
         queue = self.streams.open(request_id)
         try:
             self.router.try_tell(Submit(request_id=request_id, prompt_token_ids=prompt_token_ids,
