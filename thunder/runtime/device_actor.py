@@ -193,8 +193,6 @@ class DeviceActor(Actor):
         return core.step()
 
     async def _publish(self, outcome: StepOutcome) -> None:
-        if outcome.simulated_s > 0:
-            await asyncio.sleep(outcome.simulated_s)  # NOTE: simulated time (the `sim` engine computes nothing)
         if outcome.report is not None:
             await self.sink.tell(outcome.report)  # NOTE: before the handoffs, so the first token leads
         for target, msg in outcome.handoffs:

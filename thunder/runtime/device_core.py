@@ -52,8 +52,6 @@ class _Request:
 class StepOutcome:
     report: StepReport | None
     handoffs: list[tuple[Any, KVHandoff]] = field(default_factory=list)
-    simulated_s: float = 0.0
-    """A simulated engine's step time: the actor waits it out before publishing (0 for real engines)."""
 
 
 class DeviceCore:
@@ -126,11 +124,9 @@ class DeviceCore:
         """Run one engine step (if there is work) and turn its outputs into a report and handoffs."""
         deltas, self._early = self._early, []
         start = time.perf_counter()
-        stepped = self.engine.has_unfinished()
-        outputs = self.engine.step() if stepped else []
-        simulated = getattr(self.engine, "last_step_seconds", None) if stepped else None
-        step_s = time.perf_counter() - start if simulated is None else float(simulated)
-        outcome = StepOutcome(report=None, simulated_s=0.0 if simulated is None else step_s)
+        outputs = self.engine.step() if self.engine.has_unfinished() else []
+        step_s = time.perf_counter() - start
+        outcome = StepOutcome(report=None)
         prefill_tokens = decode_tokens = 0
         records: list[HandoffRecord] = []
         for out in outputs:

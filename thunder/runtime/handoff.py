@@ -8,7 +8,7 @@ three buffers as raw tensor frames. The receiver dequantizes straight into the d
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -18,10 +18,7 @@ from thunder.runtime.messages import HandoffRecord, KVHandoff, Sampling
 if TYPE_CHECKING:
     from thunder.runtime.engines import Engine
 
-__all__ = ["SIM_KV_FORMAT", "export_handoff", "import_kv"]
-
-SIM_KV_FORMAT = "thunder.simkv"
-_EMPTY = torch.empty(0, dtype=torch.uint8)
+__all__ = ["export_handoff", "import_kv"]
 
 
 def export_handoff(
@@ -44,38 +41,26 @@ def export_handoff(
     start = time.perf_counter()
     try:
         kv = engine.export_kv(request_id)
-        if not isinstance(kv, torch.Tensor):  # a simulated engine: the KV's shape travels, not its data
-            header: dict[str, Any] = {"format": SIM_KV_FORMAT, "shape": list(kv.shape), "dtype": kv_dtype}
-            buffers = [_EMPTY, _EMPTY, _EMPTY]
-            shape = tuple(kv.shape)
-            wire = predict_wire_nbytes(shape, dtype=kv_dtype, group_size=group_size)  # type: ignore[arg-type]
-        else:
-            packed = pack_kv(kv, dtype=kv_dtype, group_size=group_size)  # type: ignore[arg-type]
-            if packed.payload.data_ptr() == kv.data_ptr():
-                packed = pack_kv(kv.clone(), dtype=kv_dtype, group_size=group_size)  # type: ignore[arg-type]
-            header, _ = packed.to_wire()
-            buffers = [packed.payload.cpu(), packed.scales.cpu(), packed.mins.cpu()]
-            shape, wire = packed.shape, packed.wire_nbytes
+        packed = pack_kv(kv, dtype=kv_dtype, group_size=group_size)  # type: ignore[arg-type]
+        if packed.payload.data_ptr() == kv.data_ptr():
+            packed = pack_kv(kv.clone(), dtype=kv_dtype, group_size=group_size)  # type: ignore[arg-type]
     finally:
         engine.release(request_id)
+    header, _ = packed.to_wire()
     msg = KVHandoff(
         request_id=request_id, prompt_token_ids=prompt_token_ids, sampling=sampling, first_token=first_token,
-        src_replica=src_replica, header=header, payload=buffers[0], scales=buffers[1], mins=buffers[2],
+        src_replica=src_replica, header=header,
+        payload=packed.payload.cpu(), scales=packed.scales.cpu(), mins=packed.mins.cpu(),
     )
     record = HandoffRecord(
-        request_id=request_id, dst_replica=dst_replica, wire_nbytes=wire,
-        fp16_nbytes=predict_wire_nbytes(shape, dtype="fp16"), seconds=time.perf_counter() - start,
+        request_id=request_id, dst_replica=dst_replica, wire_nbytes=packed.wire_nbytes,
+        fp16_nbytes=predict_wire_nbytes(packed.shape, dtype="fp16"), seconds=time.perf_counter() - start,
     )
     return msg, record
 
 
-def import_kv(msg: KVHandoff, *, dtype: torch.dtype, device: str = "cpu") -> Any:
-    """Dense ``[L, 2, T, Hkv, D]`` KV in `dtype` on `device` from a received handoff (validates the header);
-    for a simulated engine's handoff, its `SimKV` (shape only)."""
-    if msg.header.get("format") == SIM_KV_FORMAT:
-        from thunder.engine.sim_engine import SimKV
-
-        return SimKV(tuple(msg.header["shape"]))  # type: ignore[arg-type]
+def import_kv(msg: KVHandoff, *, dtype: torch.dtype, device: str = "cpu") -> torch.Tensor:
+    """Dense ``[L, 2, T, Hkv, D]`` KV in `dtype` on `device` from a received handoff (validates the header)."""
     packed = PackedKV.from_wire(msg.header, [_bytes_of(t) for t in (msg.payload, msg.scales, msg.mins)])
     return unpack_kv(packed, out_dtype=dtype, device=device)
 
