@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, cast
 
 import actors
 from thunder.runtime.messages import Sampling
 from thunder.runtime.runtime import Runtime
 from thunder.runtime.streams import StreamFailed
-from thunder.server.backend import BackendState, GenerateRequest, Overloaded, ReplicaState, TokenDelta
+from thunder.server.backend import (
+    BackendState,
+    GenerateRequest,
+    Overloaded,
+    ReplicaState,
+    TokenDelta,
+    Tokenizer,
+)
 
 __all__ = ["ActorBackend"]
 
@@ -24,7 +31,8 @@ class ActorBackend:
         self.runtime = runtime
         self.model_name = runtime.model_name
         self.max_model_len = runtime.max_model_len
-        self.tokenizer = runtime.tokenizer
+        # NOTE: thunder.models.Tokenizer implements the server's Tokenizer protocol (decode takes a list).
+        self.tokenizer: Tokenizer = cast("Tokenizer", runtime.tokenizer)
 
     async def generate(self, req: GenerateRequest) -> AsyncIterator[TokenDelta]:
         rt = self.runtime

@@ -41,8 +41,9 @@ class Engine(Protocol):
 
     def release(self, request_id: str) -> None: ...
 
-    def export_kv(self, request_id: str) -> torch.Tensor:
-        """``[num_layers, 2, num_prompt_tokens, Hkv, D]`` of a held (``prefill_only``) request."""
+    def export_kv(self, request_id: str) -> Any:
+        """A held (``prefill_only``) request's prompt KV: a ``[num_layers, 2, num_prompt_tokens, Hkv, D]``
+        tensor for real engines (a simulated engine returns what its own handoff understands)."""
         ...
 
     def has_unfinished(self) -> bool: ...

@@ -66,4 +66,4 @@ def import_kv(msg: KVHandoff, *, dtype: torch.dtype, device: str = "cpu") -> tor
 
 
 def _bytes_of(t: torch.Tensor) -> memoryview:
-    return memoryview(t.contiguous().view(torch.uint8).numpy()).cast("B")
+    return t.contiguous().view(torch.uint8).numpy().data.cast("B")

@@ -179,7 +179,7 @@ class Router(Actor):
                 log.warning("abort of %s on %s failed: %s", rids, g, exc)
 
     @handler
-    def progress(self, msg: Progress) -> None:
+    def on_progress(self, msg: Progress) -> None:
         load = self.loads.get(msg.stats.replica)
         if load is not None:
             load.observe(msg.stats, msg.step_s, msg.prefill_tokens, msg.decode_tokens)
