@@ -186,6 +186,24 @@ async def test_client_disconnect_aborts_and_frees_pages(served: Served) -> None:
     assert state["in_flight"] == 0 and len(rt.streams) == 0
 
 
+async def test_full_queue_answers_503_with_retry_after(served: Served) -> None:
+    app = create_app(ActorBackend(served.runtime, max_pending=1), metrics=ServingMetrics(model_name=MODEL))
+    small = await start(app, "127.0.0.1", 0)
+    try:
+        body = {"model": MODEL, "prompt": PROMPTS[3], "max_tokens": 40, "temperature": 0, "stream": True,
+                "ignore_eos": True}
+        async with aiohttp.ClientSession() as http:
+            async with http.post(f"{small.url}/v1/completions", json=body) as first:
+                assert first.status == 200
+                await first.content.readline()  # the first SSE event: this request holds the only slot
+                async with http.post(f"{small.url}/v1/completions", json=body) as second:
+                    error = await second.json()
+                    assert second.status == 503 and int(second.headers["Retry-After"]) >= 1
+                    assert "limit 1" in error["error"]["message"]
+    finally:
+        await small.close()
+
+
 async def test_health_plan_and_metrics(served: Served) -> None:
     status, _ = await served.get("/health")
     assert status == 200

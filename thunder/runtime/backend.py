@@ -24,11 +24,13 @@ RETRY_AFTER_S = 1.0
 
 
 class ActorBackend:
-    """Serves `thunder.server.create_app` from a `Runtime`. Bounded: past `runtime.config.max_pending`
-    unfinished requests (or a full router mailbox) `generate` raises `Overloaded` (HTTP 503 + Retry-After)."""
+    """Serves `thunder.server.create_app` from a `Runtime`. Bounded: past `max_pending` (default
+    `runtime.config.max_pending`) unfinished requests, or with the router's mailbox full, `generate` raises
+    `Overloaded` (HTTP 503 + Retry-After)."""
 
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: Runtime, *, max_pending: int | None = None) -> None:
         self.runtime = runtime
+        self.max_pending = max_pending or runtime.config.max_pending
         self.model_name = runtime.model_name
         self.max_model_len = runtime.max_model_len
         # NOTE: thunder.models.Tokenizer implements the server's Tokenizer protocol (decode takes a list).
@@ -38,7 +40,7 @@ class ActorBackend:
         rt = self.runtime
         if rt.closed:
             raise Overloaded(RETRY_AFTER_S, "the server is shutting down")
-        pending, limit = len(rt.streams), rt.config.max_pending
+        pending, limit = len(rt.streams), self.max_pending
         if pending >= limit:
             raise Overloaded(RETRY_AFTER_S, f"{pending} requests in flight, limit {limit} (--max-pending)")
         try:
