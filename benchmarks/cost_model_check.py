@@ -24,8 +24,8 @@ from planner import CostModel, ModelSpec, ProfileSample
 from planner.calibrate import predict
 from thunder.engine import EngineConfig, LLMEngine, SamplingParams
 
-PREFILL_GRID = [(b, s) for b in (1, 2, 4) for s in (16, 64, 128, 256)]
-DECODE_GRID = [(b, s) for b in (1, 2, 4, 8, 16) for s in (32, 128, 256)]
+PREFILL_GRID = [(b, s) for b in (1, 2, 4) for s in (32, 128, 256)]
+DECODE_GRID = [(b, s) for b in (1, 4, 16) for s in (32, 128, 256)]
 _ids = count()
 
 
@@ -69,7 +69,7 @@ def _prefilling(engine: LLMEngine) -> bool:
     return any(s.num_computed_tokens < s.num_prompt_tokens for s in engine.scheduler.running)
 
 
-def profile(engine: LLMEngine, repeats: int, seed: int) -> list[ProfileSample]:
+def profile(engine: LLMEngine, repeats: int, seed: int, console: Console) -> list[ProfileSample]:
     rng = np.random.default_rng(seed)
     time_prefill(engine, 1, 64, rng)  # warm-up (allocator, kernels)
     time_decode(engine, 2, 64, rng)
@@ -77,9 +77,11 @@ def profile(engine: LLMEngine, repeats: int, seed: int) -> list[ProfileSample]:
     for b, s in PREFILL_GRID:
         t = statistics.median(time_prefill(engine, b, s, rng) for _ in range(repeats))
         samples.append(ProfileSample(phase="prefill", gpu_type="cpu", batch_size=b, seq_len=s, seconds=t))
+        console.print(f"prefill batch={b} prompt={s}: {t * 1e3:.1f} ms")
     for b, s in DECODE_GRID:  # NOTE: one set-up prefill per point; the median is over `repeats + 2` steps
         t = time_decode(engine, b, s, rng, steps=repeats + 2)
         samples.append(ProfileSample(phase="decode", gpu_type="cpu", batch_size=b, seq_len=s, seconds=t))
+        console.print(f"decode batch={b} context={s}: {t * 1e3:.1f} ms")
     return samples
 
 
@@ -94,7 +96,7 @@ def main() -> None:
                                     max_num_batched_tokens=4096, max_num_seqs=64, kv_cache_gib=1.0))
     spec = ModelSpec.from_hf_config(engine.model_dir, name="smollm2-135m")
     t0 = time.perf_counter()
-    samples = profile(engine, args.repeats, args.seed)
+    samples = profile(engine, args.repeats, args.seed, console)
     profile_s = time.perf_counter() - t0
     train = samples[0::2]
     held_out = samples[1::2]
