@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 
@@ -69,7 +69,7 @@ class Sequence:
         self.num_cached_tokens = 0  # prompt tokens served from the prefix cache (last admission)
         self.page_ids: list[int] = []
         self.page_hashes: list[int] = []  # hash-chain keys of this sequence's committed full pages
-        self.pending_kv: torch.Tensor | None = None  # imported prompt KV, written on admission
+        self.pending_kv: Any = None  # imported prompt KV (tensor, or the sim engine's SimKV), used on admission
         self.finish_reason: FinishReason | None = None
 
     @property
