@@ -171,13 +171,17 @@ class DeviceActor(Actor):
                     continue
                 inbox, self._inbox = self._inbox, []
                 jobs, self._jobs = self._jobs, []
-                outcome = await asyncio.to_thread(self._step_sync, core, inbox, jobs)
+                outcome = await self._compute(core, inbox, jobs)
                 await self._publish(outcome)
         except asyncio.CancelledError:
             raise
         except BaseException as exc:  # NOTE: let it crash — the next message re-raises in the actor's task
             log.exception("%s: step loop failed", self.replica)
             self._failure = exc
+
+    async def _compute(self, core: DeviceCore, inbox: list[Any], jobs: list[tuple[Any, asyncio.Future[Any]]]) -> StepOutcome:
+        """Apply the inbox and run one step in a worker thread (the loop keeps receiving meanwhile)."""
+        return await asyncio.to_thread(self._step_sync, core, inbox, jobs)
 
     @staticmethod
     def _step_sync(core: DeviceCore, inbox: list[Any], jobs: list[tuple[Any, asyncio.Future[Any]]]) -> StepOutcome:
