@@ -13,10 +13,10 @@ import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from actors import ActorRef, ActorSystem, Node
-from planner import Cluster, Plan
+from planner import Cluster, CostModel, ModelSpec, Plan
 from thunder.engine.config import ConfigError
 from thunder.runtime.discovery import LocalDevice, discover_cluster
 from thunder.runtime.engines import check_engine
@@ -108,9 +108,7 @@ async def _start(config: RuntimeConfig, system: ActorSystem, metrics: ServingMet
     return runtime
 
 
-def _catalog_cost_model(model, cluster):  # type: ignore[no-untyped-def]
-    from planner import CostModel
-
+def _catalog_cost_model(model: ModelSpec, cluster: Cluster) -> CostModel:
     return CostModel.from_catalog(model, cluster.gpu_types())
 
 
@@ -147,7 +145,7 @@ def _slots(config: RuntimeConfig, plan: Plan | None, local: list[LocalDevice]) -
     return slots
 
 
-def _spec(config: RuntimeConfig, device: LocalDevice | None, threads: int, replica_config: dict,  # type: ignore[type-arg]
+def _spec(config: RuntimeConfig, device: LocalDevice | None, threads: int, replica_config: dict[str, Any],
           gpu_type: str | None = None) -> EngineSpec:
     return EngineSpec(
         kind=config.engine, model=config.model, dtype=config.dtype,
@@ -186,7 +184,7 @@ async def _spawn(system: ActorSystem, config: RuntimeConfig, slot: _Slot, sink: 
     return await system.spawn(DEVICE_ACTOR, kwargs=kwargs, node=node)
 
 
-async def _plan_with_profile(config: RuntimeConfig, model, cluster: Cluster, local: list[LocalDevice],  # type: ignore[no-untyped-def]
+async def _plan_with_profile(config: RuntimeConfig, model: ModelSpec, cluster: Cluster, local: list[LocalDevice],
                              refs: dict[str, ActorRef], say: Say) -> Plan:
     profiles: dict[str, list[ProfilePoint]] = {}
     if config.profile:

@@ -17,7 +17,9 @@ from thunder.runtime.messages import Abort, Admit, DeviceStats, Sampling
 from thunder.runtime.routing import ReplicaLoad, SloTargets, SmoothWRR, least_loaded
 from thunder.runtime.streams import StreamTable
 
-__all__ = ["GetRouterState", "Progress", "Router", "RoutingTable", "SetKVTransfer", "SetTable", "Submit"]
+__all__ = [
+    "GetRouterState", "Progress", "Router", "RoutingTable", "SetDraining", "SetKVTransfer", "SetTable", "Submit",
+]
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +76,14 @@ class GetRouterState:
     pass
 
 
+@dataclass(frozen=True, slots=True)
+class SetDraining:
+    """Stop (or resume) routing new requests to `replica`; what it holds finishes normally."""
+
+    replica: str
+    draining: bool = True
+
+
 @dataclass(slots=True)
 class _Placement:
     prefill: str
@@ -107,6 +117,12 @@ class Router(Actor):
             self.loads[g].role = role
         self._arrivals = SmoothWRR(t.arrival)
         self._handoffs = {p: SmoothWRR(row) for p, row in t.handoff.items()}
+
+    @handler
+    def set_draining(self, msg: SetDraining) -> None:
+        if msg.replica not in self.loads:
+            raise ValueError(f"SetDraining: no replica {msg.replica!r}; replicas: {sorted(self.loads)}")
+        self.loads[msg.replica].draining = msg.draining
 
     @handler
     def set_kv_transfer(self, msg: SetKVTransfer) -> str:

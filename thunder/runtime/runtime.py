@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 import actors
 from actors import ActorRef, ActorSystem
-from thunder.runtime.messages import Abort, DeviceInfo, Peers, Sampling, SetRole
-from thunder.runtime.router import GetRouterState, RoutingTable, SetKVTransfer, SetTable, Submit
+from thunder.runtime.messages import Abort, DeviceInfo, DeviceStats, Drain, Peers, Sampling, SetRole
+from thunder.runtime.router import GetRouterState, RoutingTable, SetDraining, SetKVTransfer, SetTable, Submit
 from thunder.runtime.streams import StreamFailed, StreamTable
 
 if TYPE_CHECKING:
@@ -137,6 +137,18 @@ class Runtime:
         for g in self.plan.groups:
             if g.phase == "prefill" and self.infos[g.id].address is not None:
                 await self.devices[g.id].ask(Peers(peers), timeout=30.0)
+
+    async def drain(self, replica: str, timeout_s: float = 60.0) -> DeviceStats:
+        """Route nothing new to `replica` and wait until it holds no request; returns its stats then.
+
+        Undo with `undrain`. The device keeps its engine (weights, KV pool) throughout.
+        """
+        await self.router.ask(SetDraining(replica, True))
+        stats: DeviceStats = await self.devices[replica].ask(Drain(timeout_s), timeout=timeout_s + 5.0)
+        return stats
+
+    async def undrain(self, replica: str) -> None:
+        await self.router.ask(SetDraining(replica, False))
 
     async def set_kv_transfer_dtype(self, dtype: str, group_size: int | None = None) -> str:
         """Wire format for the next handoffs; returns the previous one."""

@@ -11,7 +11,15 @@ from typing import Any
 
 from actors import Actor, ActorRef, ActorSystem, handler
 from thunder.runtime.messages import Abort, Admit, DeviceStats, Sampling
-from thunder.runtime.router import GetRouterState, Progress, Router, RoutingTable, SetTable, Submit
+from thunder.runtime.router import (
+    GetRouterState,
+    Progress,
+    Router,
+    RoutingTable,
+    SetDraining,
+    SetTable,
+    Submit,
+)
 from thunder.runtime.routing import SloTargets
 from thunder.runtime.streams import StreamTable
 
@@ -91,6 +99,21 @@ async def test_replica_predicted_to_miss_ttft_is_skipped() -> None:
     assert len(logs["p1"]) == 6 and not logs["p0"]
     assert state["replicas"]["p1"]["queued_prompt_tokens"] == 1200
     assert state["in_flight"] == 6
+
+
+async def test_draining_replica_gets_nothing_new() -> None:
+    roles = {"c0": "colocated", "c1": "colocated"}
+    async with ActorSystem() as system:
+        s = await start(system, roles, {"c0": 0.5, "c1": 0.5}, {})
+        await s.router.ask(SetDraining("c0"))
+        for i in range(4):
+            await s.router.tell(Submit(request_id=f"r{i}", prompt_token_ids=[5], sampling=SAMPLING))
+        await s.router.ask(SetDraining("c0", False))
+        for i in range(4, 6):
+            await s.router.tell(Submit(request_id=f"r{i}", prompt_token_ids=[5], sampling=SAMPLING))
+        await s.settle()
+    assert [m.request_id for m in s.logs["c0"]] == ["r4"]  # back in the rotation right after
+    assert len(s.logs["c1"]) == 5
 
 
 async def test_when_every_replica_would_miss_the_least_loaded_takes_it() -> None:
