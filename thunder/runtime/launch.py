@@ -86,7 +86,8 @@ async def _start(config: RuntimeConfig, system: ActorSystem, metrics: ServingMet
         "slo": SloTargets(ttft_s=plan_slo[0], tpot_s=plan_slo[1]), "streams": streams,
         "kv_transfer_dtype": config.kv_transfer_dtype, "kv_group_size": config.kv_group_size})
     sink = await system.spawn(Sink, kwargs={"streams": streams, "live": live, "router": router, "metrics": metrics})
-    say(f"starting {len(slots)} device process(es) and loading weights")
+    say(f"starting {len(slots)} simulated replica group(s) in this process" if config.engine == "sim"
+        else f"starting {len(slots)} device process(es) and loading weights")
     nodes = await _start_nodes(system, config, slots)
     refs = dict(zip([s.name for s in slots],
                     await asyncio.gather(*(_spawn(system, config, s, sink, n) for s, n in zip(slots, nodes, strict=True))),
