@@ -7,6 +7,8 @@ token of every sequence whose prompt is fully computed).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from kernels_ext import PagedAttention, allocate_paged_kv_cache, kv_token_slots, write_kv_rows
@@ -14,7 +16,58 @@ from thunder.engine.scheduler import ScheduledBatch
 from thunder.engine.sequence import Sequence
 from thunder.models import LlamaForCausalLM
 
-__all__ = ["ModelRunner"]
+__all__ = ["ModelRunner", "StepInputs", "page_table", "prepare_step"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StepInputs:
+    """One step's flat forward inputs as plain int lists (cheap to ship to pipeline stages).
+
+    ``input_ids``/``positions`` ``[T]``; ``qo_indptr`` ``[B+1]``; the CSR page table ``kv_indptr [B+1]``,
+    ``kv_indices``, ``kv_last [B]`` (KV lengths after this step); ``sample_rows``: rows that need logits.
+    """
+
+    input_ids: list[int]
+    positions: list[int]
+    qo_indptr: list[int]
+    kv_indptr: list[int]
+    kv_indices: list[int]
+    kv_last: list[int]
+    sample_rows: list[int]
+
+
+def page_table(seqs: list[Sequence], kv_lens: list[int], page_size: int) -> tuple[list[int], list[int], list[int]]:
+    """CSR page table ``(indptr, indices, last_page_len)`` of ``seqs`` holding ``kv_lens`` tokens."""
+    indptr, indices, last = [0], [], []
+    for seq, kv_len in zip(seqs, kv_lens, strict=True):
+        pages = -(-kv_len // page_size)
+        indices.extend(seq.page_ids[:pages])
+        indptr.append(indptr[-1] + pages)
+        last.append(kv_len - (pages - 1) * page_size)
+    return indptr, indices, last
+
+
+def prepare_step(batch: ScheduledBatch, page_size: int) -> tuple[list[Sequence], StepInputs]:
+    """The sequences that sample this step and the step's `StepInputs`."""
+    ids: list[int] = []
+    positions: list[int] = []
+    qo_indptr = [0]
+    kv_lens: list[int] = []
+    sample_rows: list[int] = []
+    samplers: list[Sequence] = []
+    for seq, n in zip(batch.seqs, batch.num_new_tokens, strict=True):
+        start = seq.num_computed_tokens
+        ids.extend(seq.token_ids[start : start + n])
+        positions.extend(range(start, start + n))
+        qo_indptr.append(qo_indptr[-1] + n)
+        kv_lens.append(start + n)
+        if start + n == seq.num_tokens:
+            sample_rows.append(qo_indptr[-1] - 1)
+            samplers.append(seq)
+    kv_indptr, kv_indices, kv_last = page_table(batch.seqs, kv_lens, page_size)
+    inputs = StepInputs(input_ids=ids, positions=positions, qo_indptr=qo_indptr, kv_indptr=kv_indptr,
+                        kv_indices=kv_indices, kv_last=kv_last, sample_rows=sample_rows)
+    return samplers, inputs
 
 
 class ModelRunner:
@@ -35,42 +88,33 @@ class ModelRunner:
         self.attn = PagedAttention(self.kv_cache, num_qo_heads=cfg.num_attention_heads)
 
     def _page_table(self, seqs: list[Sequence], kv_lens: list[int]) -> tuple[torch.Tensor, ...]:
-        s = self.page_size
-        indptr, indices, last = [0], [], []
-        for seq, kv_len in zip(seqs, kv_lens, strict=True):
-            pages = -(-kv_len // s)
-            indices.extend(seq.page_ids[:pages])
-            indptr.append(indptr[-1] + pages)
-            last.append(kv_len - (pages - 1) * s)
+        indptr, indices, last = page_table(seqs, kv_lens, self.page_size)
         as_i32 = [torch.tensor(x, dtype=torch.int32) for x in (indptr, indices, last)]
         return as_i32[0], as_i32[1], as_i32[2]
 
     def execute(self, batch: ScheduledBatch) -> tuple[list[Sequence], torch.Tensor]:
         """Run the step; returns the sequences that sample and their float32 logits ``[N, vocab]``."""
-        ids: list[int] = []
-        positions: list[int] = []
-        qo_indptr = [0]
-        kv_lens: list[int] = []
-        sample_rows: list[int] = []
-        samplers: list[Sequence] = []
-        for seq, n in zip(batch.seqs, batch.num_new_tokens, strict=True):
-            start = seq.num_computed_tokens
-            ids.extend(seq.token_ids[start : start + n])
-            positions.extend(range(start, start + n))
-            qo_indptr.append(qo_indptr[-1] + n)
-            kv_lens.append(start + n)
-            if start + n == seq.num_tokens:
-                sample_rows.append(qo_indptr[-1] - 1)
-                samplers.append(seq)
-        kv_indptr, kv_indices, kv_last = self._page_table(batch.seqs, kv_lens)
-        self.attn.plan(torch.tensor(qo_indptr, dtype=torch.int32), kv_indptr, kv_indices, kv_last)
-        input_ids = torch.tensor(ids, dtype=torch.int64, device=self.device)
-        pos = torch.tensor(positions, dtype=torch.int64, device=self.device)
-        hidden = self.model(input_ids, pos, self.attn)
+        samplers, inputs = prepare_step(batch, self.page_size)
+        hidden = self.forward(inputs)
         if not samplers:
             return [], torch.empty(0)
-        rows = torch.tensor(sample_rows, dtype=torch.int64, device=self.device)
-        return samplers, self.model.compute_logits(hidden.index_select(0, rows))
+        return samplers, self.logits(inputs, hidden)
+
+    def forward(self, inputs: StepInputs, hidden: torch.Tensor | None = None) -> torch.Tensor:
+        """This model's layers over one step: ``hidden [T, hidden]`` in (None on the first stage: the token
+        ids of ``inputs`` are embedded), ``[T, hidden]`` out. Appends the step's KV to this runner's pages."""
+        i32 = [torch.tensor(x, dtype=torch.int32) for x in (inputs.qo_indptr, inputs.kv_indptr,
+                                                           inputs.kv_indices, inputs.kv_last)]
+        self.attn.plan(*i32)
+        x = (torch.tensor(inputs.input_ids, dtype=torch.int64, device=self.device) if hidden is None
+             else hidden.to(self.device))
+        pos = torch.tensor(inputs.positions, dtype=torch.int64, device=self.device)
+        return self.model(x, pos, self.attn)
+
+    def logits(self, inputs: StepInputs, hidden: torch.Tensor) -> torch.Tensor:
+        """float32 logits ``[N, vocab]`` of the step's sampling rows (last stage only)."""
+        rows = torch.tensor(inputs.sample_rows, dtype=torch.int64, device=self.device)
+        return self.model.compute_logits(hidden.index_select(0, rows))
 
     def _seq_rows(self, seq: Sequence, num_tokens: int) -> torch.Tensor:
         indptr, indices, _ = self._page_table([seq], [num_tokens])
