@@ -121,7 +121,7 @@ class _Simulation:
             elif kind == _STEP_DONE:
                 self.step_done(rep, now)
             else:
-                self.transfer_done(rep, int(payload), now)  # type: ignore[arg-type]
+                self.transfer_done(rep, payload, now)  # type: ignore[arg-type]
 
     # --- iteration scheduling -------------------------------------------------------------------------
     def kick(self, rep: _Replica, now: float) -> None:
