@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from thunder.engine import EngineConfig, LLMEngine
 from thunder.models import Tokenizer, load_model_dir
 
 
@@ -17,3 +18,21 @@ def model_dir() -> Path:
 @pytest.fixture(scope="session")
 def tokenizer(model_dir: Path) -> Tokenizer:
     return Tokenizer(model_dir)
+
+
+# A small pool (32 pages of 16 tokens) and a small token budget, so the mixed batch in the correctness tests
+# exercises chunked prefill and preemption by recompute, not only the happy path.
+SMALL_POOL_GIB = 32 * (30 * 2 * 16 * 3 * 64 * 4) / (1 << 30)
+
+
+@pytest.fixture(scope="session")
+def engine_fp32(model_dir: Path) -> LLMEngine:
+    return LLMEngine(
+        EngineConfig(
+            model=str(model_dir),
+            dtype="float32",
+            kv_cache_gib=SMALL_POOL_GIB,
+            max_num_batched_tokens=96,
+            enable_prefix_caching=True,
+        )
+    )

@@ -55,8 +55,10 @@ def test_pure_decode_step_costs_the_planner_decode_step_time(cost_model: CostMod
 
 def test_pipeline_replica_decode_uses_the_planners_micro_batching(cost_model: CostModel) -> None:
     pp = ReplicaConfig(
-        stages=(StageConfig(gpu_type="a100-80gb-sxm", device_ids=("x/0",), num_layers=36),
-                StageConfig(gpu_type="a40", device_ids=("y/0",), num_layers=24)),
+        stages=(
+            StageConfig(gpu_type="a100-80gb-sxm", device_ids=("x/0",), num_layers=36),
+            StageConfig(gpu_type="a40", device_ids=("y/0",), num_layers=24),
+        ),
         hops=(Link(bandwidth=5e9 / 8, latency=1e-3),),
     )
     e = engine(replica_config=pp.to_dict())
@@ -103,7 +105,10 @@ def test_stop_string_and_stop_token_end_a_request_early() -> None:
     e = engine()
     by_text, by_id = e.generate(
         [prompt(8), prompt(8, 900)],
-        [SamplingParams(max_tokens=50, stop=["lazy"]), SamplingParams(max_tokens=50, stop_token_ids=[e.placeholder[2]])],
+        [
+            SamplingParams(max_tokens=50, stop=["lazy"]),
+            SamplingParams(max_tokens=50, stop_token_ids=[e.placeholder[2]]),
+        ],
     )
     assert by_text.finish_reason == "stop" and by_text.text == " The quick brown fox jumps over the "
     assert by_id.finish_reason == "stop" and by_id.token_ids == e.placeholder[:3]
@@ -178,8 +183,9 @@ def test_from_spec_reads_the_runtimes_engine_spec() -> None:
     from thunder.runtime.messages import EngineSpec
 
     pp = ReplicaConfig.single("a40", ("n/0", "n/1"), 60, tp_link=Link(bandwidth=2e10, latency=5e-6))
-    e = SimEngine.from_spec(EngineSpec(kind="sim", model="llama-30b", gpu_type="a40",
-                                       replica_config=pp.to_dict(), max_num_seqs=7))
+    e = SimEngine.from_spec(
+        EngineSpec(kind="sim", model="llama-30b", gpu_type="a40", replica_config=pp.to_dict(), max_num_seqs=7)
+    )
     assert e.replica == pp and e.scheduler.max_num_seqs == 7
 
 
@@ -196,4 +202,3 @@ def test_from_spec_reads_the_runtimes_engine_spec() -> None:
 def test_bad_configs_name_the_value_and_the_fix(overrides: dict, match: str) -> None:
     with pytest.raises(ConfigError, match=match):
         engine(**overrides)
-
