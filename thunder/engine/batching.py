@@ -130,7 +130,7 @@ class BatchingEngine:
             request_id=request_id,
             prompt_token_ids=list(prompt_token_ids),
             params=params,
-            detok=IncrementalDetokenizer(self.tokenizer, params.stop),
+            detok=IncrementalDetokenizer(self.tokenizer, tuple(params.stop)),
             stop_ids=stop_ids,
             prefill_only=prefill_only,
             generator=generator,
@@ -246,7 +246,7 @@ class BatchingEngine:
         prompt_ids: dict[str, list[int]] = {}
         for prompt, p in zip(prompts, plist, strict=True):
             rid = f"generate-{next(self._ids)}"
-            tokens = self.tokenizer.encode(prompt) if isinstance(prompt, str) else list(prompt)
+            tokens: list[int] = self.tokenizer.encode(prompt) if isinstance(prompt, str) else list(prompt)  # type: ignore[arg-type]
             self.add_request(rid, tokens, p)
             ids.append(rid)
             prompt_ids[rid] = tokens

@@ -86,11 +86,16 @@ class SimEngineConfig:
 class _SpecLike(Protocol):
     """The fields of `thunder.runtime.messages.EngineSpec` that `SimEngine.from_spec` reads."""
 
-    model: str
-    gpu_type: str
-    replica_config: dict[str, Any]
-    max_num_seqs: int
-    max_num_batched_tokens: int
+    @property
+    def model(self) -> str: ...
+    @property
+    def gpu_type(self) -> str: ...
+    @property
+    def replica_config(self) -> dict[str, Any]: ...
+    @property
+    def max_num_seqs(self) -> int: ...
+    @property
+    def max_num_batched_tokens(self) -> int: ...
 
 
 @functools.cache
@@ -169,7 +174,7 @@ class SimEngine(BatchingEngine):
                 f"(room for {capacity} KV tokens after weights); give the replica more or larger devices"
             )
         tokenizer = tokenizer or placeholder_tokenizer()
-        eos = frozenset({tokenizer.eos_token_id} - {None})  # type: ignore[arg-type]
+        eos = frozenset() if tokenizer.eos_token_id is None else frozenset({tokenizer.eos_token_id})
         ids = [t for t in tokenizer.encode(PLACEHOLDER_TEXT, add_special_tokens=False) if t not in eos]
         self.placeholder: tuple[int, ...] = tuple(ids)
         num_pages = capacity // config.page_size

@@ -19,6 +19,7 @@ import torch.distributed as dist
 from torch import nn
 
 from thunder.models import LlamaForCausalLM
+from thunder.models.llama import LlamaDecoderLayer
 
 __all__ = ["RowParallelLinear", "even_split", "init_group", "shard_model_"]
 
@@ -82,11 +83,12 @@ def shard_model_(model: LlamaForCausalLM, rank: int, world: int, group: dist.Pro
     k_rows = (cfg.q_size + kv_lo * d, cfg.q_size + kv_hi * d)
     v_rows = (cfg.q_size + cfg.kv_size + kv_lo * d, cfg.q_size + cfg.kv_size + kv_hi * d)
     for layer in model.layers:
+        assert isinstance(layer, LlamaDecoderLayer)
         layer.qkv_proj = _column_slice(layer.qkv_proj, [q_rows, k_rows, v_rows])
-        layer.o_proj = RowParallelLinear(layer.o_proj, [q_rows], group)
+        layer.o_proj = RowParallelLinear(layer.o_proj, [q_rows], group)  # type: ignore[assignment]
         inter = cfg.intermediate_size
         layer.gate_up_proj = _column_slice(layer.gate_up_proj, [(ff_lo, ff_hi), (inter + ff_lo, inter + ff_hi)])
-        layer.down_proj = RowParallelLinear(layer.down_proj, [(ff_lo, ff_hi)], group)
+        layer.down_proj = RowParallelLinear(layer.down_proj, [(ff_lo, ff_hi)], group)  # type: ignore[assignment]
         layer.num_heads, layer.num_kv_heads = q_hi - q_lo, kv_hi - kv_lo
         layer.qk_size = (q_hi - q_lo) * d + (kv_hi - kv_lo) * d
         layer.intermediate = ff_hi - ff_lo
