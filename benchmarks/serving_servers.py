@@ -45,6 +45,7 @@ class ServerSpec:
     cwd: Path = ROOT
     ready_timeout_s: float = 600.0
     stop_signal: int = signal.SIGINT  # both servers shut down cleanly on Ctrl-C
+    stop_grace_s: float = 30.0
 
     @property
     def base_url(self) -> str:
@@ -101,12 +102,12 @@ def _log_tail(log: Path, lines: int = 25) -> str:
     return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
 
 
-def _stop(process: subprocess.Popen, spec: ServerSpec, grace_s: float = 30.0) -> None:
+def _stop(process: subprocess.Popen, spec: ServerSpec) -> None:
     """Ask the server (the group leader only) to stop, then kill what is left of its process group."""
     with contextlib.suppress(ProcessLookupError):
         process.send_signal(spec.stop_signal)
     with contextlib.suppress(subprocess.TimeoutExpired):
-        process.wait(timeout=grace_s)
+        process.wait(timeout=spec.stop_grace_s)
     # NOTE: the group outlives its leader when a child lingers (an engine process mid-step); kill the group.
     with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)
