@@ -19,6 +19,7 @@ import json
 import math
 import os
 import platform
+import shlex
 import signal
 import sys
 import tempfile
@@ -62,6 +63,7 @@ def parse_args() -> argparse.Namespace:
         "--devices", type=int, default=2, help="thunder CPU workers (the cores are split among them)"
     )
     p.add_argument("--threads", type=int, default=os.cpu_count() or 2, help="vLLM engine threads (all cores)")
+    p.add_argument("--thunder-args", default="", help="extra `thunder run` options, e.g. '--kv-cache-gib 2'")
     p.add_argument("--warmup-prompts", type=int, default=16, help="requests sent (at once) before measuring")
     p.add_argument("--model-dir", type=Path, help="HF-style model dir (default: thunder's converted SmolLM2)")
     p.add_argument(
@@ -90,7 +92,8 @@ def make_spec(name: str, args: argparse.Namespace, work: Path) -> ServerSpec:
         return vllm_spec(venvs=args.venvs, model_dir=args.model_dir, served_name=SERVED_NAME, dtype=args.dtype,
                          threads=args.threads, port=free_port(), work_dir=work)  # fmt: skip
     mode = name.removeprefix("thunder-")
-    return thunder_spec(mode=mode, dtype=args.dtype, devices=args.devices, port=free_port())
+    extra = tuple(shlex.split(args.thunder_args))
+    return thunder_spec(mode=mode, dtype=args.dtype, devices=args.devices, port=free_port(), extra=extra)
 
 
 def bench_system(name: str, args: argparse.Namespace, work: Path) -> dict:
@@ -228,6 +231,7 @@ def main() -> None:
         "machine": {"cpu": _cpu_model(), "cores": os.cpu_count(), "python": platform.python_version()},
         "model_dir": str(args.model_dir),
         "dtype": args.dtype,
+        "thunder_args": args.thunder_args,
         "load": {
             "client": "vllm bench serve",
             "min_prompt_tokens": args.shape.min_prompt_tokens,

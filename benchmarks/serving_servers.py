@@ -58,11 +58,13 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def thunder_spec(*, mode: str, dtype: str, devices: int, port: int) -> ServerSpec:
+def thunder_spec(
+    *, mode: str, dtype: str, devices: int, port: int, extra: tuple[str, ...] = ()
+) -> ServerSpec:
     """`thunder run` with real SmolLM2 weights on `devices` CPU workers (cores split evenly among them)."""
     command = (
         str(ROOT / ".venv" / "bin" / "thunder"), "run", "--mode", mode, "--dtype", dtype,
-        "--devices", str(devices), "--host", "127.0.0.1", "--port", str(port),
+        "--devices", str(devices), "--host", "127.0.0.1", "--port", str(port), *extra,
     )  # fmt: skip
     return ServerSpec(name=f"thunder-{mode}", command=command, port=port)
 
