@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from planner.capacity import KV_OCCUPANCY, WorkloadSample
+from planner.capacity import KV_OCCUPANCY, MAX_RESIDENT_SEQUENCES, WorkloadSample
 from planner.cluster import Cluster
 from planner.config import ReplicaConfig
 from planner.cost_model import CostModel
@@ -52,7 +52,9 @@ def colocated_profile(cost_model: CostModel, config: ReplicaConfig, sample: Work
     mean_s, sq_s = float(service.mean()), float((service**2).mean())
     lat_p90 = float(np.quantile(latency, 0.9))
     ctx = sample.mean_context
-    max_batch = int(cm.max_kv_tokens(config) * KV_OCCUPANCY / ctx)
+    # NOTE: a resident sequence reserves prompt + output KV for its whole life (as the simulator admits), so
+    # memory is sized by the time-weighted reservation, not the mean context (which over-counts slots ~25 %).
+    max_batch = min(int(cm.max_kv_tokens(config) * KV_OCCUPANCY / sample.resident_kv_tokens), MAX_RESIDENT_SEQUENCES)
     none = ColocatedProfile(rate_cap=0.0, batch=0, tpot=math.inf, ttft_p90=lat_p90)
     if max_batch < 1 or lat_p90 > sample.slo.ttft_s:
         return none

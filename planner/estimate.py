@@ -1,9 +1,13 @@
 """Analytical plan score: SLO attainment, throughput and capacity of a (grouping, phases, routing) at a rate.
 
-attainment = Σ_ij (x_ij/λ) · mean_r[ TTFT_i(r) <= ttft_slo  and  TPOT_ij(r) <= tpot_slo ]
-    TTFT_i(r)  = W_i(λ_i) + prefill latency_i(r)                       (M/G/1 wait, see capacity.py)
-    TPOT_ij(r) = TPOT_j(λ_j) + KV transfer_ij(r) / (out_r - 1)           (the handoff delays the 2nd token)
-Arrivals left unrouted by the LP count as misses. No discrete-event simulation runs here.
+Per sampled request r routed prefill i → decode j (queue formulas in `queueing.py`, profiles in `capacity.py`):
+    P(TTFT ok) = 1 − P(W_i > D_ttft − latency_i(r))                       (M/G/1 tail of prefill i)
+    P(TPOT ok) = 1 − P(W_ij + W_j^kv > (D_tpot − TPOT_j)·(out_r − 1) − T_ij(r))
+                 W_ij: M/G/1 wait of the KV link i→j (transfers serialise), W_j^kv: M/M/c wait for a KV slot on j,
+                 T_ij(r) = α + compressed bytes/β: the handoff delays the second token.
+attainment = Σ_ij (x_ij/λ) · mean_r[ P(TTFT ok) · P(TPOT ok) ]; arrivals left unrouted count as misses.
+The routing LP's convex costs are the same queues' mean delays, normalised by the deadlines (see `curves`).
+No discrete-event simulation runs here.
 """
 
 from __future__ import annotations
@@ -16,7 +20,11 @@ import numpy as np
 from planner.capacity import DecodeProfile, PrefillProfile, WorkloadSample
 from planner.cost_model import CostModel
 from planner.plan import Prediction
-from planner.routing import LINK_UTILISATION, proportional_routing, solve_routing_lp
+from planner.queueing import mg1_wait, sum_exceeds
+from planner.routing import LINK_UTILISATION, Curves, proportional_routing, solve_convex_routing_lp
+
+BREAKPOINTS = np.array([0.0, 0.3, 0.5, 0.65, 0.75, 0.85, 0.92, 1.0])
+"""Where each resource's delay curve is sampled, as shares of its capacity (denser where 1/(1 − ρ) bends)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, eq=False)
@@ -41,21 +49,51 @@ class Orchestration:
     def capacities(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         cap_p = np.array([p.rate_cap for p in self.prefill])
         cap_d = np.array([d.rate_cap for d in self.decode])
-        ratio = self.cost_model.kv_compression if self.compressed else 1.0
-        kv_bytes = float(self.sample.prompts.mean()) * self.cost_model.kv_bytes_per_token / ratio
-        link_cap = LINK_UTILISATION * self.link_bw / kv_bytes
+        link_cap = LINK_UTILISATION / self.transfer_times().mean(axis=2)
         return cap_p, cap_d, link_cap
 
     def route(self, *, exact: bool) -> np.ndarray:
-        """Flows P×D (req/s) at the sample's rate: the LP (`exact`) or the fast proportional split."""
+        """Flows P×D (req/s) at the sample's rate: the convex LP (`exact`) or the fast proportional split."""
         cap_p, cap_d, link_cap = self.capacities()
         rate = self.sample.rate
         if not exact:
             return proportional_routing(cap_p, cap_d, (link_cap > 0.05 * rate).astype(float), rate)
-        mean_lat = np.array([float(p.latency.mean()) for p in self.prefill])
-        tpot = np.array([d.tpot_at_cap if np.isfinite(d.tpot_at_cap) else 1e3 for d in self.decode])
-        cost = mean_lat[:, None] + self.transfer_times().mean(axis=2) + self.sample.mean_output * tpot[None, :]
-        return solve_routing_lp(cap_p, cap_d, cost, link_cap, rate)
+        return solve_convex_routing_lp(self.curves(), np.zeros_like(link_cap), rate)
+
+    def curves(self) -> Curves:
+        """Per-resource convex costs for the LP, in deadline units per request: prefill latency + mean wait over
+        the TTFT deadline; decode TPOT + mean KV-slot wait per step, and the link's transfer + mean wait per
+        step, over the TPOT deadline. Sampled at `BREAKPOINTS` of each capacity."""
+        s = self.sample
+        cm = self.cost_model
+        inv_steps = 1.0 / s.steps
+        cap_p, cap_d, link_cap = self.capacities()
+
+        def seg(cap: float, delay) -> tuple[np.ndarray, np.ndarray]:  # type: ignore[no-untyped-def]
+            flows = cap * BREAKPOINTS
+            totals = np.array([f * delay(f) if f > 0 else 0.0 for f in flows])
+            widths = np.diff(flows)
+            slopes = np.diff(totals) / np.where(widths > 0, widths, 1.0)
+            return widths, np.maximum.accumulate(np.where(np.isfinite(slopes), slopes, 1e6))
+
+        pre = [seg(c, lambda f, p=p: (float(p.latency.mean()) + p.wait(f)) / s.slo.ttft_s)
+               for p, c in zip(self.prefill, cap_p, strict=True)]
+
+        def decode_delay(f: float, d: DecodeProfile) -> float:
+            tpot = d.tpot(cm, f)
+            return (tpot + d.kv_wait_tail(f, tpot).mean * float(inv_steps.mean())) / s.slo.tpot_s
+
+        dec = [seg(c, lambda f, d=d: decode_delay(f, d)) for d, c in zip(self.decode, cap_d, strict=True)]
+        t = self.transfer_times()
+        per_step = (t * inv_steps).mean(axis=2)
+        t_mean, t_sq = t.mean(axis=2), (t**2).mean(axis=2)
+        link = [[seg(float(link_cap[i, j]), lambda f, i=i, j=j: (
+            per_step[i, j] + mg1_wait(f, t_mean[i, j], t_sq[i, j]).mean * float(inv_steps.mean())) / s.slo.tpot_s)
+            for j in range(len(self.decode))] for i in range(len(self.prefill))]
+        return Curves(prefill_widths=np.array([w for w, _ in pre]), prefill_slopes=np.array([k for _, k in pre]),
+                      decode_widths=np.array([w for w, _ in dec]), decode_slopes=np.array([k for _, k in dec]),
+                      link_widths=np.array([[w for w, _ in row] for row in link]),
+                      link_slopes=np.array([[k for _, k in row] for row in link]))
 
     def capacity_rps(self) -> float:
         """Upper bound on the SLO-feasible rate: min(Σ prefill, Σ decode capacity)."""
@@ -64,28 +102,39 @@ class Orchestration:
 
     def predict(self, flows: np.ndarray) -> Prediction:
         s = self.sample
+        cm = self.cost_model
         rate = s.rate
         load_p = flows.sum(axis=1)
         load_d = flows.sum(axis=0)
-        waits = np.array([p.wait(x) for p, x in zip(self.prefill, load_p, strict=True)])
-        tpots = np.array([d.tpot(self.cost_model, x) for d, x in zip(self.decode, load_d, strict=True)])
-        lat = np.stack([p.latency for p in self.prefill])                      # P×n
-        ttft = waits[:, None] + lat                                             # P×n
-        steps = np.maximum(s.outputs - 1, 1)
-        tpot = tpots[None, :, None] + self.transfer_times() / steps[None, None, :]  # P×D×n
-        ok = (ttft[:, None, :] <= s.slo.ttft_s) & (tpot[:, :, :] <= s.slo.tpot_s)
-        hit = ok.mean(axis=2)                                                   # P×D
+        ttft_hit = np.stack([p.hit(x) for p, x in zip(self.prefill, load_p, strict=True)])      # P×n
+        tpots = np.array([d.tpot(cm, x) for d, x in zip(self.decode, load_d, strict=True)])
+        t = self.transfer_times()                                                             # P×D×n
+        t_mean, t_sq = t.mean(axis=2), (t**2).mean(axis=2)
+        hit = np.zeros(flows.shape)
+        steps = s.steps
+        for j, d in enumerate(self.decode):
+            if not np.isfinite(tpots[j]) or tpots[j] > s.slo.tpot_s:
+                continue
+            kv = d.kv_wait_tail(load_d[j], tpots[j])
+            for i in range(len(self.prefill)):
+                if flows[i, j] <= 0:
+                    continue
+                slack = (s.slo.tpot_s - tpots[j]) * steps - t[i, j]
+                link = mg1_wait(flows[i, j], t_mean[i, j], t_sq[i, j])
+                hit[i, j] = float((ttft_hit[i] * (1.0 - sum_exceeds(link, kv, slack))).mean())
         attainment = float((flows * hit).sum() / rate)
+        waits = np.array([p.wait(x) for p, x in zip(self.prefill, load_p, strict=True)])
+        lat = np.stack([p.latency for p in self.prefill])
         healthy = np.isfinite(waits)[:, None] & np.isfinite(tpots)[None, :]
-        served = float(flows[healthy].sum())
         weights = flows * healthy
         wsum = float(weights.sum())
-        mean_ttft = float((weights.sum(axis=1) * np.where(np.isfinite(ttft), ttft, 0).mean(axis=1)).sum() / wsum) if wsum else np.inf
-        finite_tpot = np.where(np.isfinite(tpot), tpot, 0).mean(axis=2)
-        mean_tpot = float((weights * finite_tpot).sum() / wsum) if wsum else np.inf
-        return Prediction(slo_attainment=min(attainment, 1.0), throughput_tokens_s=served * s.mean_output,
+        ttft = (waits[:, None] + lat).mean(axis=1)
+        tpot = np.where(np.isfinite(tpots), tpots, 0)[None, :] + (t / steps).mean(axis=2)
+        mean_ttft = float((weights.sum(axis=1) * np.where(np.isfinite(ttft), ttft, 0)).sum() / wsum) if wsum else np.inf
+        mean_tpot = float((weights * tpot).sum() / wsum) if wsum else np.inf
+        return Prediction(slo_attainment=min(attainment, 1.0), throughput_tokens_s=wsum * s.mean_output,
                           goodput_rps=attainment * rate, capacity_rps=self.capacity_rps(),
                           mean_ttft_s=mean_ttft, mean_tpot_s=mean_tpot)
 
 
-__all__ = ["Orchestration"]
+__all__ = ["BREAKPOINTS", "Orchestration"]

@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from planner.capacity import MAX_RESIDENT_SEQUENCES
 from planner.config import ReplicaConfig
 from planner.cost_model import CostModel
 from planner.plan import Plan
@@ -24,7 +25,7 @@ CONTEXT_BUCKET_TOKENS = 16
 DEFAULT_MAX_BATCH_TOKENS = 2048
 """Prefill token budget per iteration: the cost model reserves activations for `ACTIVATION_TOKENS` (2048), and
 vLLM defaults max_num_batched_tokens to max(max_model_len, 2048). A longer prompt still runs alone."""
-DEFAULT_MAX_BATCH_SIZE = 256
+DEFAULT_MAX_BATCH_SIZE = MAX_RESIDENT_SEQUENCES
 
 
 class CostModelPerf:

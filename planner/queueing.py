@@ -1,0 +1,113 @@
+"""Queueing formulas the analytic estimate uses: M/G/1 (prefill replicas, KV links), M/M/c (decode KV slots),
+their waiting-time tails, and convex piecewise-linear curves for the routing LP.
+
+Tails use the exponential approximation of a waiting time with an atom at zero: W = 0 with probability 1 − p,
+otherwise ~ Exp(θ). For M/G/1 (Pollaczek–Khinchine mean E[W] = ρ·E[R]/(1−ρ), mean residual E[R] = E[S²]/2E[S]):
+    p = ρ, θ = (1 − ρ)/E[R]           →  P(W > t) ≈ ρ·exp(−(1 − ρ)·t / E[R])
+(exact for M/M/1, the standard heavy-traffic form otherwise). For M/M/c: p = Erlang C, θ = (c − a)/E[S] (exact).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True, slots=True)
+class WaitTail:
+    """A waiting time that is 0 with probability 1 − `p` and otherwise exponential with rate `theta` (1/s).
+
+    `p` = 1 with `theta` = 0 is a saturated queue (the wait exceeds every deadline)."""
+
+    p: float
+    theta: float
+
+    @property
+    def mean(self) -> float:
+        return math.inf if self.theta <= 0 and self.p > 0 else (self.p / self.theta if self.p > 0 else 0.0)
+
+    def exceeds(self, t: np.ndarray | float) -> np.ndarray:
+        """P(W > t) for each t (seconds); t < 0 gives 1."""
+        t = np.asarray(t, dtype=np.float64)
+        if self.p <= 0:
+            return np.where(t < 0, 1.0, 0.0)
+        if self.theta <= 0:
+            return np.ones_like(t)
+        return np.where(t < 0, 1.0, self.p * np.exp(-self.theta * np.maximum(t, 0.0)))
+
+
+NO_WAIT = WaitTail(0.0, math.inf)
+SATURATED = WaitTail(1.0, 0.0)
+
+
+def mg1_wait(rate: float, mean_s: float, sq_s: float) -> WaitTail:
+    """Waiting time of an M/G/1 queue: arrivals `rate`/s, service time with mean `mean_s` and E[S²] = `sq_s`."""
+    if rate <= 0 or mean_s <= 0:
+        return NO_WAIT
+    rho = rate * mean_s
+    if rho >= 1:
+        return SATURATED
+    residual = sq_s / (2 * mean_s)
+    return WaitTail(rho, (1 - rho) / residual)
+
+
+def erlang_c(servers: int, load: float) -> float:
+    """Probability that an arrival waits in an M/M/c queue with `servers` and offered `load` = λ·E[S] (Erlangs)."""
+    if load <= 0:
+        return 0.0
+    if servers <= 0 or load >= servers:
+        return 1.0
+    blocking = 1.0  # Erlang B by its stable recursion, then C from B
+    for k in range(1, servers + 1):
+        blocking = load * blocking / (k + load * blocking)
+    return servers * blocking / (servers - load * (1 - blocking))
+
+
+def mmc_wait(servers: int, rate: float, service_s: float) -> WaitTail:
+    """Waiting time of an M/M/c queue (exact tail): `servers` slots, arrivals `rate`/s, mean holding `service_s`."""
+    load = rate * service_s
+    if load <= 0:
+        return NO_WAIT
+    if load >= servers:
+        return SATURATED
+    return WaitTail(erlang_c(servers, load), (servers - load) / service_s)
+
+
+def sum_exceeds(a: WaitTail, b: WaitTail, t: np.ndarray) -> np.ndarray:
+    """P(A + B > t) for independent waits `a`, `b` (each an atom at 0 plus an exponential)."""
+    t = np.asarray(t, dtype=np.float64)
+    if a.p <= 0:
+        return b.exceeds(t)
+    if b.p <= 0:
+        return a.exceeds(t)
+    if a.theta <= 0 or b.theta <= 0:
+        return np.ones_like(t)
+    tt = np.maximum(t, 0.0)
+    ea, eb = np.exp(-a.theta * tt), np.exp(-b.theta * tt)
+    if math.isclose(a.theta, b.theta, rel_tol=1e-6):  # Erlang-2 tail when the rates coincide
+        both = ea * (1 + a.theta * tt)
+    else:  # hypoexponential tail
+        both = (a.theta * eb - b.theta * ea) / (a.theta - b.theta)
+    out = a.p * (1 - b.p) * ea + b.p * (1 - a.p) * eb + a.p * b.p * both
+    return np.where(t < 0, 1.0, out)
+
+
+def convex_segments(flows: np.ndarray, totals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(widths, slopes) of the piecewise-linear curve through (flows[k], totals[k]), flows ascending from 0.
+
+    NOTE: slopes are made non-decreasing (running maximum), so an LP that fills segments in order of cost sees a
+    convex curve even where sampling noise bent it; infinite totals become a very steep last segment."""
+    flows = np.asarray(flows, dtype=np.float64)
+    totals = np.asarray(totals, dtype=np.float64)
+    widths = np.diff(flows)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        slopes = np.diff(totals) / np.where(widths > 0, widths, 1.0)
+    finite = slopes[np.isfinite(slopes)]
+    cap = 1e3 * (float(finite.max()) if finite.size else 1.0) + 1.0
+    slopes = np.maximum.accumulate(np.where(np.isfinite(slopes), slopes, cap))
+    return widths, slopes
+
+
+__all__ = ["NO_WAIT", "SATURATED", "WaitTail", "convex_segments", "erlang_c", "mg1_wait", "mmc_wait", "sum_exceeds"]
