@@ -1,10 +1,10 @@
 """`AsyncLLM`: the serving runtime as a library, for any asyncio program.
 
-    llm = await AsyncLLM.start()                      # SmolLM2 on this CPU: 1 prefill + 1 decode process
-    result = await llm.generate("Hello", max_tokens=16, temperature=0)
-    async for delta in llm.stream([{"role": "user", "content": "Hi"}], max_tokens=32):
-        print(delta.text, end="")
-    await llm.shutdown()
+llm = await AsyncLLM.start()                      # SmolLM2 on this CPU: 1 prefill + 1 decode process
+result = await llm.generate("Hello", max_tokens=16, temperature=0)
+async for delta in llm.stream([{"role": "user", "content": "Hi"}], max_tokens=32):
+    print(delta.text, end="")
+await llm.shutdown()
 """
 
 from __future__ import annotations
@@ -70,8 +70,15 @@ class AsyncLLM:
 
         `options` are further `RuntimeConfig` fields (dtype, threads_per_device, kv_cache_gib, ...).
         """
-        fields: dict[str, Any] = {"devices": devices, "cluster": cluster, "plan": plan, "engine": engine,
-                                  "kv_transfer_dtype": kv_transfer_dtype, "mode": mode, **options}
+        fields: dict[str, Any] = {
+            "devices": devices,
+            "cluster": cluster,
+            "plan": plan,
+            "engine": engine,
+            "kv_transfer_dtype": kv_transfer_dtype,
+            "mode": mode,
+            **options,
+        }
         if model is not None:
             fields["model"] = model
         runtime = await start_runtime(RuntimeConfig(**fields), metrics=metrics, on_progress=on_progress)
@@ -131,8 +138,12 @@ class AsyncLLM:
             tokens.extend(delta.token_ids)
             last = delta
         assert last is not None
-        return GenerationResult(text="".join(text), token_ids=tokens, finish_reason=last.finish_reason,
-                                num_prompt_tokens=last.num_prompt_tokens)
+        return GenerationResult(
+            text="".join(text),
+            token_ids=tokens,
+            finish_reason=last.finish_reason,
+            num_prompt_tokens=last.num_prompt_tokens,
+        )
 
     async def shutdown(self) -> None:
         """Stop the device processes and actors (idempotent)."""

@@ -16,10 +16,15 @@ from thunder.cli import app
 
 @app.command("run")
 def run(
-    model: str = typer.Option("smollm2-135m-instruct", help="Embedded model, HF directory, .gguf, or a "
-                              "models.toml name (with --engine sim)."),
-    devices: int | None = typer.Option(None, help="Devices to discover: the first N CUDA devices, or N CPU "
-                                       "workers (default: all CUDA devices, or 2 CPU workers)."),
+    model: str = typer.Option(
+        "smollm2-135m-instruct",
+        help="Embedded model, HF directory, .gguf, or a models.toml name (with --engine sim).",
+    ),
+    devices: int | None = typer.Option(
+        None,
+        help="Devices to discover: the first N CUDA devices, or N CPU "
+        "workers (default: all CUDA devices, or 2 CPU workers).",
+    ),
     cluster: Path | None = typer.Option(None, help="Cluster TOML to plan for (examples/clusters/)."),
     plan: Path | None = typer.Option(None, help="Serve this plan JSON (from `thunder plan --out`) as is."),
     engine: str = typer.Option("torch", help="torch (real weights) | sim (simulated step times)."),
@@ -29,13 +34,15 @@ def run(
     kv_transfer_dtype: str = typer.Option("int4", help="KV wire format prefill->decode: int4 | fp16 | fp32."),
     kv_group_size: int = typer.Option(64, help="int4 quantization group size (elements)."),
     dtype: str = typer.Option("auto", help="Engine dtype: auto | bfloat16 | float16 | float32."),
-    threads_per_device: int | None = typer.Option(None, help="torch threads per CPU device (default: cores "
-                                                  "// devices)."),
+    threads_per_device: int | None = typer.Option(
+        None, help="torch threads per CPU device (default: cores // devices)."
+    ),
     kv_cache_gib: float = typer.Option(1.0, help="KV pool per device, GiB."),
     max_num_seqs: int = typer.Option(128, help="Most sequences in a device's batch."),
     max_pending: int = typer.Option(1024, help="Unfinished requests before new ones get 503."),
-    trace: str = typer.Option("conversation", help="Workload the planner plans for (coding | conversation | "
-                              "CSV)."),
+    trace: str = typer.Option(
+        "conversation", help="Workload the planner plans for (coding | conversation | CSV)."
+    ),
     profile: bool = typer.Option(True, help="Calibrate CPU devices with a short start-up profile."),
     log_level: str = typer.Option("WARNING", help="Python log level."),
 ) -> None:
@@ -48,11 +55,21 @@ def run(
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         config = RuntimeConfig(
-            model=model, engine=engine, dtype=dtype, mode=mode, devices=devices,
-            cluster=str(cluster) if cluster else None, plan=str(plan) if plan else None, trace=trace,
-            kv_transfer_dtype=kv_transfer_dtype, kv_group_size=kv_group_size,
-            threads_per_device=threads_per_device, kv_cache_gib=kv_cache_gib, max_num_seqs=max_num_seqs,
-            max_pending=max_pending, profile=profile,
+            model=model,
+            engine=engine,
+            dtype=dtype,
+            mode=mode,
+            devices=devices,
+            cluster=str(cluster) if cluster else None,
+            plan=str(plan) if plan else None,
+            trace=trace,
+            kv_transfer_dtype=kv_transfer_dtype,
+            kv_group_size=kv_group_size,
+            threads_per_device=threads_per_device,
+            kv_cache_gib=kv_cache_gib,
+            max_num_seqs=max_num_seqs,
+            max_pending=max_pending,
+            profile=profile,
         )
         from actors import run as run_loop
 

@@ -69,9 +69,13 @@ class ActorBackend:
         rows: list[ReplicaState] = []
         for g in rt.plan.groups:
             s = rt.live.stats.get(g.id)
-            rows.append({
-                "replica": g.id, "role": g.phase,
-                "num_running": s.running if s else 0, "num_waiting": s.waiting if s else 0,
-                "kv_cache_usage": s.kv_cache_usage if s else 0.0,
-            })
+            rows.append(
+                {
+                    "replica": g.id,
+                    "role": g.phase,
+                    "num_running": s.running if s else 0,
+                    "num_waiting": s.waiting if s else 0,
+                    "kv_cache_usage": s.kv_cache_usage if s else 0.0,
+                }
+            )
         return {"replicas": rows, "usd_per_hour": rt.plan.cost_per_hour}

@@ -49,7 +49,9 @@ class RuntimeConfig:
 
     def __post_init__(self) -> None:
         if self.kv_transfer_dtype not in KV_TRANSFER_DTYPES:
-            raise ConfigError(f"kv_transfer_dtype={self.kv_transfer_dtype!r}: choose one of {KV_TRANSFER_DTYPES}")
+            raise ConfigError(
+                f"kv_transfer_dtype={self.kv_transfer_dtype!r}: choose one of {KV_TRANSFER_DTYPES}"
+            )
         if self.engine not in _ENGINES:
             raise ConfigError(f"engine={self.engine!r}: choose one of {_ENGINES}")
         if self.mode not in _MODES:

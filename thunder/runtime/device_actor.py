@@ -62,8 +62,13 @@ class DeviceActor(Actor):
     """
 
     def __init__(
-        self, *, replica: str, role: str, engine: EngineSpec | dict[str, Any], sink: ActorRef,
-        own_process: bool = False
+        self,
+        *,
+        replica: str,
+        role: str,
+        engine: EngineSpec | dict[str, Any],
+        sink: ActorRef,
+        own_process: bool = False,
     ) -> None:
         if role not in ROLES:
             raise ValueError(f"role={role!r}: choose one of {ROLES}")
@@ -134,9 +139,13 @@ class DeviceActor(Actor):
     def info(self, msg: GetInfo) -> DeviceInfo:
         core = self._core()
         return DeviceInfo(
-            replica=self.replica, role=core.role, pid=os.getpid(), node_id=self.system.node_id,
+            replica=self.replica,
+            role=core.role,
+            pid=os.getpid(),
+            node_id=self.system.node_id,
             max_model_len=core.engine.max_model_len,
-            dtype=str(core.kv_dtype).removeprefix("torch."), address=self.address,
+            dtype=str(core.kv_dtype).removeprefix("torch."),
+            address=self.address,
         )
 
     @handler
@@ -179,12 +188,16 @@ class DeviceActor(Actor):
             log.exception("%s: step loop failed", self.replica)
             self._failure = exc
 
-    async def _compute(self, core: DeviceCore, inbox: list[Any], jobs: list[tuple[Any, asyncio.Future[Any]]]) -> StepOutcome:
+    async def _compute(
+        self, core: DeviceCore, inbox: list[Any], jobs: list[tuple[Any, asyncio.Future[Any]]]
+    ) -> StepOutcome:
         """Apply the inbox and run one step in a worker thread (the loop keeps receiving meanwhile)."""
         return await asyncio.to_thread(self._step_sync, core, inbox, jobs)
 
     @staticmethod
-    def _step_sync(core: DeviceCore, inbox: list[Any], jobs: list[tuple[Any, asyncio.Future[Any]]]) -> StepOutcome:
+    def _step_sync(
+        core: DeviceCore, inbox: list[Any], jobs: list[tuple[Any, asyncio.Future[Any]]]
+    ) -> StepOutcome:
         for job, fut in jobs:
             try:
                 result = job()
@@ -226,8 +239,9 @@ def _build_core(spec: EngineSpec, replica: str, role: str) -> DeviceCore:
     from thunder.runtime.device_core import DeviceCore
     from thunder.runtime.engines import build_engine
 
-    return DeviceCore(build_engine(spec), replica=replica, role=role, max_num_seqs=spec.max_num_seqs,
-                      device=spec.device)
+    return DeviceCore(
+        build_engine(spec), replica=replica, role=role, max_num_seqs=spec.max_num_seqs, device=spec.device
+    )
 
 
 def _settle(fut: asyncio.Future[Any], result: Any, exc: BaseException | None) -> None:

@@ -57,7 +57,9 @@ class StepOutcome:
 class DeviceCore:
     """Engine-side state of one device. Not thread-safe: call from one thread at a time."""
 
-    def __init__(self, engine: Engine, *, replica: str, role: str, max_num_seqs: int, device: str = "cpu") -> None:
+    def __init__(
+        self, engine: Engine, *, replica: str, role: str, max_num_seqs: int, device: str = "cpu"
+    ) -> None:
         self.engine = engine
         self.device = device
         self.replica = replica
@@ -92,8 +94,17 @@ class DeviceCore:
         except ValueError as exc:  # NOTE: the server validates first; this is a last line, not the contract
             log.warning("%s: request %s rejected by the engine: %s", self.replica, rid, exc)
             self._reqs.pop(rid, None)
-            self._early.append(Delta(rid, 1 if isinstance(msg, KVHandoff) else 0, [], "", True, "abort",
-                                     len(msg.prompt_token_ids)))
+            self._early.append(
+                Delta(
+                    rid,
+                    1 if isinstance(msg, KVHandoff) else 0,
+                    [],
+                    "",
+                    True,
+                    "abort",
+                    len(msg.prompt_token_ids),
+                )
+            )
 
     def _admit(self, msg: Admit) -> None:
         prefill_only = msg.handoff_to is not None
@@ -101,8 +112,14 @@ class DeviceCore:
             msg.request_id, msg.prompt_token_ids, msg.sampling.to_params(), prefill_only=prefill_only
         )
         self._reqs[msg.request_id] = _Request(
-            msg.prompt_token_ids, msg.sampling, 0, True, msg.handoff_to, msg.handoff_replica,
-            msg.kv_dtype, msg.kv_group_size,
+            msg.prompt_token_ids,
+            msg.sampling,
+            0,
+            True,
+            msg.handoff_to,
+            msg.handoff_replica,
+            msg.kv_dtype,
+            msg.kv_group_size,
         )
 
     def _import(self, msg: KVHandoff) -> None:
@@ -146,23 +163,41 @@ class DeviceCore:
         if not deltas and not outputs:
             return outcome
         outcome.report = StepReport(
-            replica=self.replica, deltas=deltas, stats=self.stats(), step_s=step_s,
-            prefill_tokens=prefill_tokens, decode_tokens=decode_tokens, handoffs=records,
+            replica=self.replica,
+            deltas=deltas,
+            stats=self.stats(),
+            step_s=step_s,
+            prefill_tokens=prefill_tokens,
+            decode_tokens=decode_tokens,
+            handoffs=records,
         )
         return outcome
 
     def _delta(self, out: RequestOutput, req: _Request) -> Delta:
         handing_off = out.finish_reason == "prefill_done"
         return Delta(
-            out.request_id, req.emitted, list(out.new_token_ids), out.new_text,
-            out.finished and not handing_off, None if handing_off else out.finish_reason, out.num_prompt_tokens,
+            out.request_id,
+            req.emitted,
+            list(out.new_token_ids),
+            out.new_text,
+            out.finished and not handing_off,
+            None if handing_off else out.finish_reason,
+            out.num_prompt_tokens,
         )
 
-    def _handoff(self, out: RequestOutput, req: _Request, records: list[HandoffRecord]) -> tuple[Any, KVHandoff]:
+    def _handoff(
+        self, out: RequestOutput, req: _Request, records: list[HandoffRecord]
+    ) -> tuple[Any, KVHandoff]:
         msg, record = export_handoff(
-            self.engine, request_id=out.request_id, prompt_token_ids=req.prompt_token_ids,
-            sampling=req.sampling, first_token=out.new_token_ids[-1], src_replica=self.replica,
-            dst_replica=req.handoff_replica, kv_dtype=req.kv_dtype, group_size=req.kv_group_size,
+            self.engine,
+            request_id=out.request_id,
+            prompt_token_ids=req.prompt_token_ids,
+            sampling=req.sampling,
+            first_token=out.new_token_ids[-1],
+            src_replica=self.replica,
+            dst_replica=req.handoff_replica,
+            kv_dtype=req.kv_dtype,
+            group_size=req.kv_group_size,
         )
         records.append(record)
         return req.handoff_to, msg
@@ -170,7 +205,14 @@ class DeviceCore:
     def stats(self) -> DeviceStats:
         s = self.engine.stats()
         return DeviceStats(
-            replica=self.replica, role=self.role, running=s.running, waiting=s.waiting, held=s.held,
-            kv_pages_used=s.kv_pages_used, kv_pages_total=s.kv_pages_total, steps=s.steps,
-            num_preemptions=s.num_preemptions, max_num_seqs=self.max_num_seqs,
+            replica=self.replica,
+            role=self.role,
+            running=s.running,
+            waiting=s.waiting,
+            held=s.held,
+            kv_pages_used=s.kv_pages_used,
+            kv_pages_total=s.kv_pages_total,
+            steps=s.steps,
+            num_preemptions=s.num_preemptions,
+            max_num_seqs=self.max_num_seqs,
         )

@@ -21,10 +21,20 @@ CPU_TYPE = "cpu"
 LOCAL_NODE = "local"
 # (pattern on the CUDA device name, catalog key); first match wins, so specific names come first.
 _CUDA_NAMES: tuple[tuple[str, str], ...] = (
-    (r"H100.*PCIe", "h100-pcie"), (r"H100", "h100-80gb-sxm"), (r"A100.*80", "a100-80gb-sxm"),
-    (r"A100", "a100-40gb"), (r"L40S", "l40s"), (r"\bL4\b", "l4"), (r"A10G?\b", "a10g"), (r"\bA40\b", "a40"),
-    (r"A6000", "rtx-a6000"), (r"A5000", "rtx-a5000"), (r"3090 ?Ti", "rtx-3090-ti"), (r"4090", "rtx-4090"),
-    (r"V100", "v100-32gb"), (r"\bT4\b", "t4"),
+    (r"H100.*PCIe", "h100-pcie"),
+    (r"H100", "h100-80gb-sxm"),
+    (r"A100.*80", "a100-80gb-sxm"),
+    (r"A100", "a100-40gb"),
+    (r"L40S", "l40s"),
+    (r"\bL4\b", "l4"),
+    (r"A10G?\b", "a10g"),
+    (r"\bA40\b", "a40"),
+    (r"A6000", "rtx-a6000"),
+    (r"A5000", "rtx-a5000"),
+    (r"3090 ?Ti", "rtx-3090-ti"),
+    (r"4090", "rtx-4090"),
+    (r"V100", "v100-32gb"),
+    (r"\bT4\b", "t4"),
 )
 
 
@@ -56,11 +66,18 @@ def _host_memory_gib() -> float:
 
 def _nominal(name: str, memory_gib: float) -> GPUType:
     # NOTE: placeholders only until calibration (a few-second profile of the real engine) replaces them.
-    return GPUType(name=name, memory_gib=memory_gib, mem_bw_gbps=20.0, tflops_fp16=0.5,
-                   description=f"{name} (constants from the start-up profile)")
+    return GPUType(
+        name=name,
+        memory_gib=memory_gib,
+        mem_bw_gbps=20.0,
+        tflops_fp16=0.5,
+        description=f"{name} (constants from the start-up profile)",
+    )
 
 
-def discover_cluster(devices: int | None = None, *, use_cuda: bool | None = None) -> tuple[Cluster, list[LocalDevice]]:
+def discover_cluster(
+    devices: int | None = None, *, use_cuda: bool | None = None
+) -> tuple[Cluster, list[LocalDevice]]:
     """This machine as a one-node cluster, plus where each of its devices runs.
 
     Args:
@@ -88,20 +105,46 @@ def discover_cluster(devices: int | None = None, *, use_cuda: bool | None = None
             if key is None:
                 key = "cuda-" + re.sub(r"[^a-z0-9]+", "-", props.name.lower()).strip("-")
                 catalog[key] = _nominal(key, props.total_memory / GIB)
-            local.append(LocalDevice(device_id=f"{LOCAL_NODE}/{i}", kind="cuda", index=i, gpu_type=key,
-                                     needs_profile=key not in load_gpu_catalog()))
+            local.append(
+                LocalDevice(
+                    device_id=f"{LOCAL_NODE}/{i}",
+                    kind="cuda",
+                    index=i,
+                    gpu_type=key,
+                    needs_profile=key not in load_gpu_catalog(),
+                )
+            )
     else:
         n = devices or 2
         catalog[CPU_TYPE] = _nominal(CPU_TYPE, _host_memory_gib() / n)
-        local = [LocalDevice(device_id=f"{LOCAL_NODE}/{i}", kind="cpu", index=i, gpu_type=CPU_TYPE,
-                             needs_profile=True) for i in range(n)]
+        local = [
+            LocalDevice(
+                device_id=f"{LOCAL_NODE}/{i}", kind="cpu", index=i, gpu_type=CPU_TYPE, needs_profile=True
+            )
+            for i in range(n)
+        ]
     by_type: dict[str, int] = {}
     for d in local:
         by_type[d.gpu_type] = by_type.get(d.gpu_type, 0) + 1
-    nodes = [{"name": f"{LOCAL_NODE}-{t}" if len(by_type) > 1 else LOCAL_NODE, "gpu": t, "count": c,
-              "price_per_gpu_hour": 0.0} for t, c in by_type.items()]
+    nodes = [
+        {
+            "name": f"{LOCAL_NODE}-{t}" if len(by_type) > 1 else LOCAL_NODE,
+            "gpu": t,
+            "count": c,
+            "price_per_gpu_hour": 0.0,
+        }
+        for t, c in by_type.items()
+    ]
     cluster = Cluster.from_mapping({"name": "local", "node": nodes}, catalog=catalog)
     ids = iter(d.id for d in cluster.devices)
-    local = [LocalDevice(device_id=next(ids), kind=d.kind, index=d.index, gpu_type=d.gpu_type,
-                         needs_profile=d.needs_profile) for d in sorted(local, key=lambda d: list(by_type).index(d.gpu_type))]
+    local = [
+        LocalDevice(
+            device_id=next(ids),
+            kind=d.kind,
+            index=d.index,
+            gpu_type=d.gpu_type,
+            needs_profile=d.needs_profile,
+        )
+        for d in sorted(local, key=lambda d: list(by_type).index(d.gpu_type))
+    ]
     return cluster, local

@@ -57,9 +57,14 @@ def _build_torch(spec: EngineSpec) -> Engine:
     from thunder.engine import EngineConfig, LLMEngine
 
     config = EngineConfig(
-        model=spec.model, dtype=spec.dtype, device=spec.device, num_threads=spec.threads,  # type: ignore[arg-type]
-        kv_cache_gib=spec.kv_cache_gib, max_num_seqs=spec.max_num_seqs,
-        max_num_batched_tokens=spec.max_num_batched_tokens, seed=spec.seed,
+        model=spec.model,
+        dtype=spec.dtype,
+        device=spec.device,
+        num_threads=spec.threads,  # type: ignore[arg-type]
+        kv_cache_gib=spec.kv_cache_gib,
+        max_num_seqs=spec.max_num_seqs,
+        max_num_batched_tokens=spec.max_num_batched_tokens,
+        seed=spec.seed,
     )
     return LLMEngine(config)
 

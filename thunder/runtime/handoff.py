@@ -48,13 +48,22 @@ def export_handoff(
         engine.release(request_id)
     header, _ = packed.to_wire()
     msg = KVHandoff(
-        request_id=request_id, prompt_token_ids=prompt_token_ids, sampling=sampling, first_token=first_token,
-        src_replica=src_replica, header=header,
-        payload=packed.payload.cpu(), scales=packed.scales.cpu(), mins=packed.mins.cpu(),
+        request_id=request_id,
+        prompt_token_ids=prompt_token_ids,
+        sampling=sampling,
+        first_token=first_token,
+        src_replica=src_replica,
+        header=header,
+        payload=packed.payload.cpu(),
+        scales=packed.scales.cpu(),
+        mins=packed.mins.cpu(),
     )
     record = HandoffRecord(
-        request_id=request_id, dst_replica=dst_replica, wire_nbytes=packed.wire_nbytes,
-        fp16_nbytes=predict_wire_nbytes(packed.shape, dtype="fp16"), seconds=time.perf_counter() - start,
+        request_id=request_id,
+        dst_replica=dst_replica,
+        wire_nbytes=packed.wire_nbytes,
+        fp16_nbytes=predict_wire_nbytes(packed.shape, dtype="fp16"),
+        seconds=time.perf_counter() - start,
     )
     return msg, record
 

@@ -66,32 +66,63 @@ async def start_runtime(
         raise
 
 
-async def _start(config: RuntimeConfig, system: ActorSystem, metrics: ServingMetrics | None, say: Say) -> Runtime:
+async def _start(
+    config: RuntimeConfig, system: ActorSystem, metrics: ServingMetrics | None, say: Say
+) -> Runtime:
     from thunder.models import Tokenizer, load_model_dir
 
     check_engine(config.engine)
     say(f"resolving model {config.model}")
     model = model_spec_for(config.model)
-    tokenizer = Tokenizer(load_model_dir(config.model if config.engine == "torch" else "smollm2-135m-instruct"))
+    tokenizer = Tokenizer(
+        load_model_dir(config.model if config.engine == "torch" else "smollm2-135m-instruct")
+    )
     plan = Plan.load(config.plan) if config.plan else None
     cluster, local = _cluster(config)
-    if plan is None and not any(d.needs_profile for d in local) and (config.profile or config.engine == "sim"):
+    if (
+        plan is None
+        and not any(d.needs_profile for d in local)
+        and (config.profile or config.engine == "sim")
+    ):
         say("planning (catalog device constants)")
-        plan = make_plan(cluster, model, cost_model=_catalog_cost_model(model, cluster), mode=config.mode,
-                         workload=planning_workload(model, config.trace), seed=config.seed)
+        plan = make_plan(
+            cluster,
+            model,
+            cost_model=_catalog_cost_model(model, cluster),
+            mode=config.mode,
+            workload=planning_workload(model, config.trace),
+            seed=config.seed,
+        )
     slots = _slots(config, plan, local)
     streams, live = StreamTable(), LiveState()
     plan_slo = (plan.ttft_slo_s, plan.tpot_slo_s) if plan is not None else (2.0, 0.2)
-    router = await system.spawn(Router, kwargs={
-        "slo": SloTargets(ttft_s=plan_slo[0], tpot_s=plan_slo[1]), "streams": streams,
-        "kv_transfer_dtype": config.kv_transfer_dtype, "kv_group_size": config.kv_group_size})
-    sink = await system.spawn(Sink, kwargs={"streams": streams, "live": live, "router": router, "metrics": metrics})
-    say(f"starting {len(slots)} simulated replica group(s) in this process" if config.engine == "sim"
-        else f"starting {len(slots)} device process(es) and loading weights")
+    router = await system.spawn(
+        Router,
+        kwargs={
+            "slo": SloTargets(ttft_s=plan_slo[0], tpot_s=plan_slo[1]),
+            "streams": streams,
+            "kv_transfer_dtype": config.kv_transfer_dtype,
+            "kv_group_size": config.kv_group_size,
+        },
+    )
+    sink = await system.spawn(
+        Sink, kwargs={"streams": streams, "live": live, "router": router, "metrics": metrics}
+    )
+    say(
+        f"starting {len(slots)} simulated replica group(s) in this process"
+        if config.engine == "sim"
+        else f"starting {len(slots)} device process(es) and loading weights"
+    )
     nodes = await _start_nodes(system, config, slots)
-    refs = dict(zip([s.name for s in slots],
-                    await asyncio.gather(*(_spawn(system, config, s, sink, n) for s, n in zip(slots, nodes, strict=True))),
-                    strict=True))
+    refs = dict(
+        zip(
+            [s.name for s in slots],
+            await asyncio.gather(
+                *(_spawn(system, config, s, sink, n) for s, n in zip(slots, nodes, strict=True))
+            ),
+            strict=True,
+        )
+    )
     if plan is None:
         plan = await _plan_with_profile(config, model, cluster, local, refs, say)
         refs = await _bind(system, plan, refs)
@@ -99,8 +130,17 @@ async def _start(config: RuntimeConfig, system: ActorSystem, metrics: ServingMet
     infos: dict[str, DeviceInfo] = {g: await ref.ask(GetInfo(), timeout=30.0) for g, ref in refs.items()}
     await router.ask(SetTable(routing_table(plan, refs)))
     runtime = Runtime(
-        config=config, system=system, plan=plan, router=router, sink=sink, devices=refs, infos=infos,
-        streams=streams, live=live, tokenizer=tokenizer, model_name=config.model,
+        config=config,
+        system=system,
+        plan=plan,
+        router=router,
+        sink=sink,
+        devices=refs,
+        infos=infos,
+        streams=streams,
+        live=live,
+        tokenizer=tokenizer,
+        model_name=config.model,
         max_model_len=min(i.max_model_len for i in infos.values()),
     )
     await runtime.link_peers()
@@ -120,8 +160,10 @@ def _cluster(config: RuntimeConfig) -> tuple[Cluster, list[LocalDevice]]:
     if config.engine == "sim":
         return cluster, []
     _, local = discover_cluster(len(cluster.devices))
-    mine = [LocalDevice(device_id=d.id, kind=ld.kind, index=ld.index, gpu_type=d.gpu_type, needs_profile=False)
-            for d, ld in zip(cluster.devices, local, strict=True)]
+    mine = [
+        LocalDevice(device_id=d.id, kind=ld.kind, index=ld.index, gpu_type=d.gpu_type, needs_profile=False)
+        for d, ld in zip(cluster.devices, local, strict=True)
+    ]
     return cluster, mine
 
 
@@ -129,30 +171,54 @@ def _slots(config: RuntimeConfig, plan: Plan | None, local: list[LocalDevice]) -
     by_id = {d.device_id: d for d in local}
     threads = config.threads_for(len(plan.groups) if plan is not None else len(local))
     if plan is None:
-        return [_Slot(name=d.device_id, role="colocated", device=d, spec=_spec(config, d, threads, {})) for d in local]
+        return [
+            _Slot(name=d.device_id, role="colocated", device=d, spec=_spec(config, d, threads, {}))
+            for d in local
+        ]
     slots = []
     for g in plan.groups:
         if config.engine == "torch" and len(g.device_ids) > 1:
             raise ConfigError(
                 f"group {g.id} spans {len(g.device_ids)} devices (TP/PP): multi-device replica groups are not "
-                "implemented yet for engine='torch'; use a plan of single-device groups or --engine sim")
+                "implemented yet for engine='torch'; use a plan of single-device groups or --engine sim"
+            )
         device = by_id.get(g.device_ids[0])
         if config.engine == "torch" and device is None:
-            raise ConfigError(f"plan device {g.device_ids[0]!r} is not on this machine (local: {sorted(by_id)}); "
-                              "plan for the discovered cluster or use --engine sim")
-        slots.append(_Slot(name=g.id, role=g.phase, device=device,
-                           spec=_spec(config, device, threads, g.config.to_dict(), gpu_type=g.gpu_types[0]),
-                           kv_links=kv_links_of(plan, g.id) if config.engine == "sim" else {}))
+            raise ConfigError(
+                f"plan device {g.device_ids[0]!r} is not on this machine (local: {sorted(by_id)}); "
+                "plan for the discovered cluster or use --engine sim"
+            )
+        slots.append(
+            _Slot(
+                name=g.id,
+                role=g.phase,
+                device=device,
+                spec=_spec(config, device, threads, g.config.to_dict(), gpu_type=g.gpu_types[0]),
+                kv_links=kv_links_of(plan, g.id) if config.engine == "sim" else {},
+            )
+        )
     return slots
 
 
-def _spec(config: RuntimeConfig, device: LocalDevice | None, threads: int, replica_config: dict[str, Any],
-          gpu_type: str | None = None) -> EngineSpec:
+def _spec(
+    config: RuntimeConfig,
+    device: LocalDevice | None,
+    threads: int,
+    replica_config: dict[str, Any],
+    gpu_type: str | None = None,
+) -> EngineSpec:
     return EngineSpec(
-        kind=config.engine, model=config.model, dtype=config.dtype,
-        device=device.kind if device is not None else "cpu", threads=threads, kv_cache_gib=config.kv_cache_gib,
-        max_num_seqs=config.max_num_seqs, max_num_batched_tokens=config.max_num_batched_tokens, seed=config.seed,
-        gpu_type=gpu_type or (device.gpu_type if device is not None else "cpu"), replica_config=replica_config,
+        kind=config.engine,
+        model=config.model,
+        dtype=config.dtype,
+        device=device.kind if device is not None else "cpu",
+        threads=threads,
+        kv_cache_gib=config.kv_cache_gib,
+        max_num_seqs=config.max_num_seqs,
+        max_num_batched_tokens=config.max_num_batched_tokens,
+        seed=config.seed,
+        gpu_type=gpu_type or (device.gpu_type if device is not None else "cpu"),
+        replica_config=replica_config,
     )
 
 
@@ -170,9 +236,16 @@ async def _start_nodes(system: ActorSystem, config: RuntimeConfig, slots: list[_
     return nodes
 
 
-async def _spawn(system: ActorSystem, config: RuntimeConfig, slot: _Slot, sink: ActorRef, node: Node | None) -> ActorRef:
-    kwargs = {"replica": slot.name, "role": slot.role, "engine": slot.spec, "sink": sink,
-              "own_process": node is not None}
+async def _spawn(
+    system: ActorSystem, config: RuntimeConfig, slot: _Slot, sink: ActorRef, node: Node | None
+) -> ActorRef:
+    kwargs = {
+        "replica": slot.name,
+        "role": slot.role,
+        "engine": slot.spec,
+        "sink": sink,
+        "own_process": node is not None,
+    }
     if config.engine == "sim":
         from thunder.runtime.sim_device import SimDeviceActor
 
@@ -185,8 +258,14 @@ async def _spawn(system: ActorSystem, config: RuntimeConfig, slot: _Slot, sink: 
     return await system.spawn(DEVICE_ACTOR, kwargs=kwargs, node=node)
 
 
-async def _plan_with_profile(config: RuntimeConfig, model: ModelSpec, cluster: Cluster, local: list[LocalDevice],
-                             refs: dict[str, ActorRef], say: Say) -> Plan:
+async def _plan_with_profile(
+    config: RuntimeConfig,
+    model: ModelSpec,
+    cluster: Cluster,
+    local: list[LocalDevice],
+    refs: dict[str, ActorRef],
+    say: Say,
+) -> Plan:
     profiles: dict[str, list[ProfilePoint]] = {}
     if config.profile:
         for gpu_type in sorted({d.gpu_type for d in local if d.needs_profile}):
@@ -196,8 +275,14 @@ async def _plan_with_profile(config: RuntimeConfig, model: ModelSpec, cluster: C
             profiles[gpu_type] = result.points
     say("planning")
     cost_model = calibrated_cost_model(model, cluster, profiles)
-    return make_plan(cluster, model, cost_model=cost_model, mode=config.mode,
-                     workload=planning_workload(model, config.trace), seed=config.seed)
+    return make_plan(
+        cluster,
+        model,
+        cost_model=cost_model,
+        mode=config.mode,
+        workload=planning_workload(model, config.trace),
+        seed=config.seed,
+    )
 
 
 async def _bind(system: ActorSystem, plan: Plan, refs: dict[str, ActorRef]) -> dict[str, ActorRef]:
@@ -205,8 +290,10 @@ async def _bind(system: ActorSystem, plan: Plan, refs: dict[str, ActorRef]) -> d
     bound: dict[str, ActorRef] = {}
     for g in plan.groups:
         if len(g.device_ids) > 1:
-            raise ConfigError(f"group {g.id} spans {len(g.device_ids)} devices; multi-device replica groups are "
-                              "not implemented yet for engine='torch'")
+            raise ConfigError(
+                f"group {g.id} spans {len(g.device_ids)} devices; multi-device replica groups are "
+                "not implemented yet for engine='torch'"
+            )
         bound[g.id] = refs[g.device_ids[0]]
     for ref in refs.values():
         if ref not in bound.values():

@@ -65,9 +65,14 @@ class Sampling(msgspec.Struct, frozen=True, kw_only=True):
     @classmethod
     def of(cls, params: SamplingParams) -> Sampling:
         return cls(
-            max_tokens=params.max_tokens, temperature=params.temperature, top_p=params.top_p,
-            top_k=params.top_k, seed=params.seed, stop=tuple(params.stop),
-            stop_token_ids=tuple(params.stop_token_ids), ignore_eos=params.ignore_eos,
+            max_tokens=params.max_tokens,
+            temperature=params.temperature,
+            top_p=params.top_p,
+            top_k=params.top_k,
+            seed=params.seed,
+            stop=tuple(params.stop),
+            stop_token_ids=tuple(params.stop_token_ids),
+            ignore_eos=params.ignore_eos,
         )
 
     def to_params(self, **changes: Any) -> SamplingParams:

@@ -14,7 +14,14 @@ from planner.planning import plan as plan_cluster
 from thunder.runtime.messages import ProfilePoint
 from thunder.runtime.profile import to_samples
 
-__all__ = ["MODES", "as_colocated", "calibrated_cost_model", "make_plan", "model_spec_for", "planning_workload"]
+__all__ = [
+    "MODES",
+    "as_colocated",
+    "calibrated_cost_model",
+    "make_plan",
+    "model_spec_for",
+    "planning_workload",
+]
 
 MODES = ("disaggregated", "colocated")
 PLANNING_BUDGET_USD_PER_HOUR = 1e6
@@ -37,7 +44,10 @@ def planning_workload(model: ModelSpec, trace: str = "conversation") -> Workload
 
 
 def calibrated_cost_model(
-    model: ModelSpec, cluster: Cluster, profiles: Mapping[str, Iterable[ProfilePoint]], *,
+    model: ModelSpec,
+    cluster: Cluster,
+    profiles: Mapping[str, Iterable[ProfilePoint]],
+    *,
     memory_gib: Mapping[str, float] | None = None,
 ) -> CostModel:
     """Catalog constants for known GPU types, fitted ones for every profiled type (`CostModel.calibrate`)."""
@@ -49,8 +59,13 @@ def calibrated_cost_model(
 
 
 def make_plan(
-    cluster: Cluster, model: ModelSpec, *, cost_model: CostModel, mode: str = "disaggregated",
-    workload: Workload | None = None, seed: int = 0,
+    cluster: Cluster,
+    model: ModelSpec,
+    *,
+    cost_model: CostModel,
+    mode: str = "disaggregated",
+    workload: Workload | None = None,
+    seed: int = 0,
 ) -> Plan:
     """Search a plan for `cluster` (the planner's tabu search + routing LP); `mode` colocated turns its
     replicas into colocated ones with arrivals split evenly."""
@@ -67,6 +82,8 @@ def as_colocated(plan: Plan) -> Plan:
     groups = tuple(g.with_phase("colocated") for g in plan.groups)
     share = 1.0 / len(groups)
     return dataclasses.replace(
-        plan, groups=groups, routing=Routing(arrival={g.id: share for g in groups}),
+        plan,
+        groups=groups,
+        routing=Routing(arrival={g.id: share for g in groups}),
         search={**plan.search, "mode": "colocated"},
     )

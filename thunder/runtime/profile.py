@@ -77,6 +77,8 @@ def to_samples(points: Iterable[ProfilePoint], gpu_type: str) -> list[ProfileSam
     from planner import ProfileSample
 
     return [
-        ProfileSample(phase=p.phase, gpu_type=gpu_type, batch_size=p.batch_size, seq_len=p.seq_len, seconds=p.seconds)
+        ProfileSample(
+            phase=p.phase, gpu_type=gpu_type, batch_size=p.batch_size, seq_len=p.seq_len, seconds=p.seconds
+        )
         for p in points
     ]

@@ -18,7 +18,14 @@ from thunder.runtime.routing import ReplicaLoad, SloTargets, SmoothWRR, least_lo
 from thunder.runtime.streams import StreamTable
 
 __all__ = [
-    "GetRouterState", "Progress", "Router", "RoutingTable", "SetDraining", "SetKVTransfer", "SetTable", "Submit",
+    "GetRouterState",
+    "Progress",
+    "Router",
+    "RoutingTable",
+    "SetDraining",
+    "SetKVTransfer",
+    "SetTable",
+    "Submit",
 ]
 
 log = logging.getLogger(__name__)
@@ -94,7 +101,12 @@ class _Placement:
 
 class Router(Actor):
     def __init__(
-        self, *, slo: SloTargets, streams: StreamTable, kv_transfer_dtype: str = "int4", kv_group_size: int = 64
+        self,
+        *,
+        slo: SloTargets,
+        streams: StreamTable,
+        kv_transfer_dtype: str = "int4",
+        kv_group_size: int = 64,
     ) -> None:
         self.slo = slo
         self.streams = streams
@@ -143,8 +155,12 @@ class Router(Actor):
         self.loads[first].queued_prompt_tokens += n
         handoff_to = self.table.devices[decode] if decode is not None else None
         admit = Admit(
-            request_id=msg.request_id, prompt_token_ids=msg.prompt_token_ids, sampling=msg.sampling,
-            handoff_to=handoff_to, handoff_replica=decode or "", kv_dtype=self.kv_dtype,
+            request_id=msg.request_id,
+            prompt_token_ids=msg.prompt_token_ids,
+            sampling=msg.sampling,
+            handoff_to=handoff_to,
+            handoff_replica=decode or "",
+            kv_dtype=self.kv_dtype,
             kv_group_size=self.kv_group_size,
         )
         try:
@@ -158,7 +174,9 @@ class Router(Actor):
         def colocated(g: str) -> bool:
             return self.table.roles[g] == "colocated"
 
-        choice = self._arrivals.pick(lambda g: not self.loads[g].would_miss(self.slo, n, decoding=colocated(g)))
+        choice = self._arrivals.pick(
+            lambda g: not self.loads[g].would_miss(self.slo, n, decoding=colocated(g))
+        )
         if choice is None:
             self.skipped += 1
             live = [g for g, w in self._arrivals.weights.items() if w > 0 and not self.loads[g].draining]
@@ -223,9 +241,14 @@ class Router(Actor):
             "skipped_for_slo": self.skipped,
             "kv_transfer_dtype": self.kv_dtype,
             "replicas": {
-                g: {"role": x.role, "queued_prompt_tokens": x.queued_prompt_tokens, "active": x.active,
-                    "sec_per_prefill_token": x.sec_per_prefill_token, "decode_step_s": x.decode_step_s,
-                    "draining": x.draining}
+                g: {
+                    "role": x.role,
+                    "queued_prompt_tokens": x.queued_prompt_tokens,
+                    "active": x.active,
+                    "sec_per_prefill_token": x.sec_per_prefill_token,
+                    "decode_step_s": x.decode_step_s,
+                    "draining": x.draining,
+                }
                 for g, x in self.loads.items()
             },
         }

@@ -61,7 +61,10 @@ class Runtime:
 
     # -- requests ----------------------------------------------------------------------------------------------
     def submit(
-        self, request_id: str, prompt_token_ids: list[int], sampling: Sampling,
+        self,
+        request_id: str,
+        prompt_token_ids: list[int],
+        sampling: Sampling,
         pin: tuple[str, str | None] | None = None,
     ) -> asyncio.Queue[TokenDelta | StreamFailed]:
         """Admit a request; its `TokenDelta`s (or a `StreamFailed`) arrive on the returned queue.
@@ -73,8 +76,9 @@ class Runtime:
             raise RuntimeError("this runtime is shut down; start a new one to generate")
         queue = self.streams.open(request_id)
         try:
-            self.router.try_tell(Submit(request_id=request_id, prompt_token_ids=prompt_token_ids,
-                                        sampling=sampling, pin=pin))
+            self.router.try_tell(
+                Submit(request_id=request_id, prompt_token_ids=prompt_token_ids, sampling=sampling, pin=pin)
+            )
         except actors.ActorError:
             self.streams.close(request_id)
             raise
@@ -102,9 +106,14 @@ class Runtime:
         replica is covered) and each colocated replica generates one token. Sets `ready`."""
         prefill = [g.id for g in self.plan.groups if g.phase == "prefill"]
         decode = [g.id for g in self.plan.groups if g.phase == "decode"]
-        pins: list[tuple[str, str | None]] = [(g.id, None) for g in self.plan.groups if g.phase == "colocated"]
+        pins: list[tuple[str, str | None]] = [
+            (g.id, None) for g in self.plan.groups if g.phase == "colocated"
+        ]
         if prefill and decode:
-            pins += [(prefill[i % len(prefill)], decode[i % len(decode)]) for i in range(max(len(prefill), len(decode)))]
+            pins += [
+                (prefill[i % len(prefill)], decode[i % len(decode)])
+                for i in range(max(len(prefill), len(decode)))
+            ]
         prompt = self.tokenizer.encode("Hello")
         queues = []
         for pin in pins:
@@ -121,7 +130,9 @@ class Runtime:
         """
         missing = {g.id for g in plan.groups} - set(self.devices)
         if missing:
-            raise ValueError(f"plan groups {sorted(missing)} have no device actor; only phases and ratios may change")
+            raise ValueError(
+                f"plan groups {sorted(missing)} have no device actor; only phases and ratios may change"
+            )
         for g in plan.groups:
             await self.devices[g.id].ask(SetRole(g.phase, g.id))
         self.plan = plan

@@ -38,7 +38,11 @@ class LiveState:
 
 class Sink(Actor):
     def __init__(
-        self, *, streams: StreamTable, live: LiveState, router: ActorRef | None = None,
+        self,
+        *,
+        streams: StreamTable,
+        live: LiveState,
+        router: ActorRef | None = None,
         metrics: ServingMetrics | None = None,
     ) -> None:
         self.streams = streams
@@ -58,10 +62,16 @@ class Sink(Actor):
             self.streams.deliver(delta)
         self._account(msg)
         if self.router is not None:
-            await self.router.tell(Progress(
-                stats=msg.stats, step_s=msg.step_s, prefill_tokens=msg.prefill_tokens,
-                decode_tokens=msg.decode_tokens, first_token_ids=first, finished_ids=finished,
-            ))
+            await self.router.tell(
+                Progress(
+                    stats=msg.stats,
+                    step_s=msg.step_s,
+                    prefill_tokens=msg.prefill_tokens,
+                    decode_tokens=msg.decode_tokens,
+                    first_token_ids=first,
+                    finished_ids=finished,
+                )
+            )
 
     def _account(self, msg: StepReport) -> None:
         live, g, role = self.live, msg.replica, msg.stats.role

@@ -67,11 +67,16 @@ class StreamTable:
             return False
         while True:
             stream.next_start += len(delta.token_ids)
-            stream.queue.put_nowait(TokenDelta(
-                token_ids=delta.token_ids, text=delta.text, finished=delta.finished,
-                finish_reason=delta.finish_reason, num_prompt_tokens=delta.num_prompt_tokens,
-                num_output_tokens=stream.next_start,
-            ))
+            stream.queue.put_nowait(
+                TokenDelta(
+                    token_ids=delta.token_ids,
+                    text=delta.text,
+                    finished=delta.finished,
+                    finish_reason=delta.finish_reason,
+                    num_prompt_tokens=delta.num_prompt_tokens,
+                    num_output_tokens=stream.next_start,
+                )
+            )
             if delta.finished:
                 del self._streams[delta.request_id]
                 return True
