@@ -13,6 +13,7 @@ from kernels_ext.kv_quant import (
     predict_wire_nbytes,
     unpack_kv,
 )
+from kernels_ext.linear import PrepackedLinear, prepack_supported
 from kernels_ext.paged_kv import (
     allocate_paged_kv_cache,
     append_paged_kv,
@@ -33,11 +34,13 @@ __all__ = [
     "unpack_kv",
     "AttentionBackend",
     "PagedAttention",
+    "PrepackedLinear",
     "allocate_paged_kv_cache",
     "append_paged_kv",
     "gather_paged_kv",
     "get_batch_indices_positions",
     "get_seq_lens",
     "kv_token_slots",
+    "prepack_supported",
     "write_kv_rows",
 ]

@@ -4,10 +4,11 @@ Semantics copied from FlashInfer: GQA maps query head ``h`` to KV head ``h // (H
 is bottom-right aligned (query ``i`` of a request with ``qo_len`` queries and ``kv_len`` keys sees keys
 ``0 .. kv_len - qo_len + i``); ``sm_scale`` defaults to ``1 / sqrt(head_dim)``.
 
-Decode requests (one query each) are batched into a single SDPA call: their pages are gathered with one
-``index_select`` into a padded ``[B, Lmax, Hkv, D]`` plus a length mask, and the ``G = Hq / Hkv`` query heads
-that share a KV head are treated as ``G`` query rows of that head. Prefill requests (several queries) run one
-SDPA call each with ``enable_gqa``.
+Decode requests (one query each) are batched: their pages are gathered with one ``index_select`` into a
+padded ``[B, Lmax, Hkv, D]`` plus an additive length mask, and the ``G = Hq / Hkv`` query heads that share a
+KV head are treated as ``G`` query rows of that head, so attention is two batched float32 matmuls and a
+softmax (faster than SDPA's flash kernel for these tiny shapes, equally accurate). Prefill requests (several
+queries) run one SDPA call each with ``enable_gqa``.
 """
 
 from __future__ import annotations
@@ -35,8 +36,10 @@ class _CpuPlan:
     nnz: int
     append_rows: torch.Tensor  # [nnz] int64: K row of each new token
     decode_q: torch.Tensor  # [Bd] int64: query row of each decode request
-    decode_rows: torch.Tensor  # [Bd * Lmax] int64: K rows, padded with row 0
-    decode_mask: torch.Tensor  # [Bd, 1, 1, Lmax] bool
+    decode_rows: torch.Tensor  # [Bd * Hkv * Lmax] int64: K rows of cache.view(-1, D), padding -> row 0
+    decode_v_rows: torch.Tensor  # the matching V rows
+    decode_bias: torch.Tensor  # [Bd, 1, 1, Lmax] float32: 0 for real keys, -inf for padding
+    pure_decode: bool  # every request decodes and queries are in request order: no gather of q needed
     decode_len: int  # Lmax
     prefill: tuple[_PrefillItem, ...]
 
@@ -84,8 +87,12 @@ class CpuPagedAttention:
         d_mask = d_pos < kv_lens[dec, None]
         d_batch = dec[:, None].expand_as(d_pos)
         d_rows = kv_token_slots(d_batch[d_mask], d_pos[d_mask], kv_indptr64, kv_indices, self.page_size)
-        decode_rows = torch.zeros(d_pos.shape, dtype=torch.int64)
-        decode_rows[d_mask] = d_rows
+        token_rows = torch.zeros(d_pos.shape, dtype=torch.int64)
+        token_rows[d_mask] = d_rows
+        # NOTE: gathered per (request, head, position) from the cache viewed as [-1, head_dim], so K and V
+        # come out as [B, Hkv, Lmax, D] directly: no transposing copy before the matmuls.
+        heads = torch.arange(self.num_kv_heads)
+        decode_rows = token_rows[:, None, :] * self.num_kv_heads + heads[None, :, None]
 
         prefill = []
         for i in torch.nonzero(~is_decode).flatten().tolist():
@@ -105,8 +112,14 @@ class CpuPagedAttention:
             nnz=nnz,
             append_rows=append_rows,
             decode_q=qo_indptr[dec],
-            decode_rows=decode_rows.flatten(),
-            decode_mask=d_mask[:, None, None, :],
+            decode_rows=decode_rows.flatten().to(self.kv_cache.device),
+            decode_v_rows=(decode_rows.flatten() + self.page_size * self.num_kv_heads).to(
+                self.kv_cache.device
+            ),
+            decode_bias=torch.zeros(d_mask.shape, dtype=torch.float32, device=self.kv_cache.device)
+            .masked_fill_(~d_mask.to(self.kv_cache.device), float("-inf"))
+            .view(dec.numel(), 1, 1, decode_len),
+            pure_decode=bool(is_decode.all()),
             decode_len=decode_len,
             prefill=tuple(prefill),
         )
@@ -127,15 +140,25 @@ class CpuPagedAttention:
             raise ValueError(f"q has {q.shape[0]} tokens but plan() was given {plan.nnz}")
         cache = self.kv_cache[layer]
         flat = cache.view(-1, self.num_kv_heads, self.head_dim)
-        out = torch.empty_like(q)
         hkv, g, d, s = self.num_kv_heads, self.group, self.head_dim, self.page_size
+        out = q if plan.pure_decode else torch.empty_like(q)
         if plan.decode_q.numel():
-            b = plan.decode_q.numel()
-            qd = q.index_select(0, plan.decode_q).view(b, hkv, g, d)
-            k = flat.index_select(0, plan.decode_rows).view(b, plan.decode_len, hkv, d).transpose(1, 2)
-            v = flat.index_select(0, plan.decode_rows + s).view(b, plan.decode_len, hkv, d).transpose(1, 2)
-            o = F.scaled_dot_product_attention(qd, k, v, attn_mask=plan.decode_mask, scale=self.sm_scale)
-            out.index_copy_(0, plan.decode_q, o.reshape(b, hkv * g, d))
+            b, length = plan.decode_q.numel(), plan.decode_len
+            qd = (q if plan.pure_decode else q.index_select(0, plan.decode_q)).reshape(b, hkv, g, d)
+            vec = cache.view(-1, d)
+            k = vec.index_select(0, plan.decode_rows).view(b, hkv, length, d)
+            v = vec.index_select(0, plan.decode_v_rows).view(b, hkv, length, d)
+            # NOTE: scores, softmax and the weighted sum in float32 (as SDPA's kernels accumulate): bf16
+            # scores of magnitude ~20 would carry ~0.1 absolute error into the softmax.
+            scores = (
+                torch.matmul(qd.float(), k.float().transpose(-1, -2))
+                .mul_(self.sm_scale)
+                .add_(plan.decode_bias)
+            )
+            o = torch.matmul(scores.softmax(dim=-1), v.float()).to(q.dtype).reshape(b, hkv * g, d)
+            if plan.pure_decode:
+                return o
+            out.index_copy_(0, plan.decode_q, o)
         for item in plan.prefill:
             qp = q[item.q_start : item.q_end].transpose(0, 1).unsqueeze(0)
             k = flat.index_select(0, item.k_rows).transpose(0, 1).unsqueeze(0)

@@ -56,7 +56,9 @@ class LLMEngine(BatchingEngine):
         self._init_batching(
             tokenizer=tokenizer,
             vocab_size=cfg.vocab_size,
-            max_model_len=min(config.max_model_len or cfg.max_position_embeddings, num_pages * config.page_size),
+            max_model_len=min(
+                config.max_model_len or cfg.max_position_embeddings, num_pages * config.page_size
+            ),
             eos_token_ids=frozenset(eos),
             num_pages=num_pages,
             page_size=config.page_size,

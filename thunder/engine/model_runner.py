@@ -36,7 +36,9 @@ class StepInputs:
     sample_rows: list[int]
 
 
-def page_table(seqs: list[Sequence], kv_lens: list[int], page_size: int) -> tuple[list[int], list[int], list[int]]:
+def page_table(
+    seqs: list[Sequence], kv_lens: list[int], page_size: int
+) -> tuple[list[int], list[int], list[int]]:
     """CSR page table ``(indptr, indices, last_page_len)`` of ``seqs`` holding ``kv_lens`` tokens."""
     indptr, indices, last = [0], [], []
     for seq, kv_len in zip(seqs, kv_lens, strict=True):
@@ -65,8 +67,15 @@ def prepare_step(batch: ScheduledBatch, page_size: int) -> tuple[list[Sequence],
             sample_rows.append(qo_indptr[-1] - 1)
             samplers.append(seq)
     kv_indptr, kv_indices, kv_last = page_table(batch.seqs, kv_lens, page_size)
-    inputs = StepInputs(input_ids=ids, positions=positions, qo_indptr=qo_indptr, kv_indptr=kv_indptr,
-                        kv_indices=kv_indices, kv_last=kv_last, sample_rows=sample_rows)
+    inputs = StepInputs(
+        input_ids=ids,
+        positions=positions,
+        qo_indptr=qo_indptr,
+        kv_indptr=kv_indptr,
+        kv_indices=kv_indices,
+        kv_last=kv_last,
+        sample_rows=sample_rows,
+    )
     return samplers, inputs
 
 
@@ -93,7 +102,7 @@ class ModelRunner:
         return as_i32[0], as_i32[1], as_i32[2]
 
     def execute(self, batch: ScheduledBatch) -> tuple[list[Sequence], torch.Tensor]:
-        """Run the step; returns the sequences that sample and their float32 logits ``[N, vocab]``."""
+        """Run the step; returns the sequences that sample and their logits ``[N, vocab]`` (model dtype)."""
         samplers, inputs = prepare_step(batch, self.page_size)
         hidden = self.forward(inputs)
         if not samplers:
@@ -103,11 +112,16 @@ class ModelRunner:
     def forward(self, inputs: StepInputs, hidden: torch.Tensor | None = None) -> torch.Tensor:
         """This model's layers over one step: ``hidden [T, hidden]`` in (None on the first stage: the token
         ids of ``inputs`` are embedded), ``[T, hidden]`` out. Appends the step's KV to this runner's pages."""
-        i32 = [torch.tensor(x, dtype=torch.int32) for x in (inputs.qo_indptr, inputs.kv_indptr,
-                                                           inputs.kv_indices, inputs.kv_last)]
+        i32 = [
+            torch.tensor(x, dtype=torch.int32)
+            for x in (inputs.qo_indptr, inputs.kv_indptr, inputs.kv_indices, inputs.kv_last)
+        ]
         self.attn.plan(*i32)
-        x = (torch.tensor(inputs.input_ids, dtype=torch.int64, device=self.device) if hidden is None
-             else hidden.to(self.device))
+        x = (
+            torch.tensor(inputs.input_ids, dtype=torch.int64, device=self.device)
+            if hidden is None
+            else hidden.to(self.device)
+        )
         pos = torch.tensor(inputs.positions, dtype=torch.int64, device=self.device)
         return self.model(x, pos, self.attn)
 

@@ -1,4 +1,4 @@
-"""`Sampler`: greedy, temperature, top-k, top-p over a batch of float32 logits ``[N, vocab]``.
+"""`Sampler`: greedy, temperature, top-k, top-p over a batch of logits ``[N, vocab]`` (any float dtype).
 
 Greedy rows take one batched argmax. Sampled rows are filtered in one batch (temperature, top-k, top-p),
 then each draws with its request's own generator (seeded requests are reproducible whatever they are
@@ -39,7 +39,8 @@ class Sampler:
         self, logits: torch.Tensor, params: list[SamplingParams], generators: list[torch.Generator | None]
     ) -> list[int]:
         """One token per row of ``logits [N, V]``; ``generators[i]`` None uses the engine's generator."""
-        tokens = logits.argmax(dim=-1).tolist()
+        # NOTE: max().indices, not argmax(): same first-maximum rule, 4x faster on bfloat16 CPU tensors.
+        tokens = logits.max(dim=-1).indices.tolist()
         rows = [i for i, p in enumerate(params) if not p.greedy]
         if not rows:
             return tokens

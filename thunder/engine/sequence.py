@@ -69,7 +69,9 @@ class Sequence:
         self.num_cached_tokens = 0  # prompt tokens served from the prefix cache (last admission)
         self.page_ids: list[int] = []
         self.page_hashes: list[int] = []  # hash-chain keys of this sequence's committed full pages
-        self.pending_kv: Any = None  # imported prompt KV (tensor, or the sim engine's SimKV), used on admission
+        self.pending_kv: Any = (
+            None  # imported prompt KV (tensor, or the sim engine's SimKV), used on admission
+        )
         self.finish_reason: FinishReason | None = None
 
     @property

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from kernels_ext import PrepackedLinear
 from thunder.models.config import ModelConfig
 from thunder.models.rope import RotaryEmbedding
 
@@ -46,6 +47,20 @@ class DenseCausalAttention:
         return o.transpose(0, 1)
 
 
+class Linear(nn.Linear):
+    """`nn.Linear` that can switch to a pre-packed kernel once its weights are final (`prepack`)."""
+
+    _packed: PrepackedLinear | None = None
+
+    def prepack(self) -> None:
+        self._packed = PrepackedLinear(
+            self.weight.detach(), None if self.bias is None else self.bias.detach()
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._packed(x) if self._packed is not None else F.linear(x, self.weight, self.bias)
+
+
 class RMSNorm(nn.Module):
     def __init__(self, size: int, eps: float, dtype: torch.dtype) -> None:
         super().__init__()
@@ -68,13 +83,11 @@ class LlamaDecoderLayer(nn.Module):
         self.intermediate = cfg.intermediate_size
         o_bias = cfg.attention_bias and cfg.architecture != "Qwen2ForCausalLM"
         self.input_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, dtype)
-        self.qkv_proj = nn.Linear(
-            cfg.hidden_size, cfg.q_size + 2 * cfg.kv_size, cfg.attention_bias, dtype=dtype
-        )
-        self.o_proj = nn.Linear(cfg.q_size, cfg.hidden_size, o_bias, dtype=dtype)
+        self.qkv_proj = Linear(cfg.hidden_size, cfg.q_size + 2 * cfg.kv_size, cfg.attention_bias, dtype=dtype)
+        self.o_proj = Linear(cfg.q_size, cfg.hidden_size, o_bias, dtype=dtype)
         self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, dtype)
-        self.gate_up_proj = nn.Linear(cfg.hidden_size, 2 * cfg.intermediate_size, cfg.mlp_bias, dtype=dtype)
-        self.down_proj = nn.Linear(cfg.intermediate_size, cfg.hidden_size, cfg.mlp_bias, dtype=dtype)
+        self.gate_up_proj = Linear(cfg.hidden_size, 2 * cfg.intermediate_size, cfg.mlp_bias, dtype=dtype)
+        self.down_proj = Linear(cfg.intermediate_size, cfg.hidden_size, cfg.mlp_bias, dtype=dtype)
 
     def forward(
         self, h: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, attn: AttentionLike, layer: int
@@ -95,7 +108,7 @@ class LlamaForCausalLM(nn.Module):
 
     ``forward(x, positions, attn)``: ``x`` is ``input_ids [T]`` (int64) on the first stage or hidden states
     ``[T, hidden]`` on later stages; ``positions [T]`` int64. Returns hidden states ``[T, hidden]`` (before
-    the final norm). ``compute_logits(hidden [N, hidden]) -> [N, vocab]`` float32, last stage only.
+    the final norm). ``compute_logits(hidden [N, hidden]) -> [N, vocab]`` in the model dtype, last stage only.
     """
 
     def __init__(
@@ -121,7 +134,7 @@ class LlamaForCausalLM(nn.Module):
             self.layers = nn.ModuleList(LlamaDecoderLayer(cfg, dtype) for _ in range(start, end))
             self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, dtype) if self.is_last else None
             self.lm_head = (
-                nn.Linear(cfg.hidden_size, cfg.vocab_size, False, dtype=dtype) if self.is_last else None
+                Linear(cfg.hidden_size, cfg.vocab_size, False, dtype=dtype) if self.is_last else None
             )
         self.to_empty(device=device)
         if self.is_first and self.is_last and cfg.tie_word_embeddings:
@@ -135,6 +148,12 @@ class LlamaForCausalLM(nn.Module):
             device=device,
         )
 
+    def prepack(self) -> None:
+        """Switch every linear layer to its pre-packed kernel; call once the weights are loaded."""
+        for module in self.modules():
+            if isinstance(module, Linear):
+                module.prepack()
+
     @torch.inference_mode()
     def forward(self, x: torch.Tensor, positions: torch.Tensor, attn: AttentionLike) -> torch.Tensor:
         h = self.embed_tokens(x) if self.embed_tokens is not None else x
@@ -147,4 +166,4 @@ class LlamaForCausalLM(nn.Module):
     def compute_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         if self.norm is None or self.lm_head is None:
             raise RuntimeError(f"layer_range={self.layer_range} is not the last stage; it has no lm_head")
-        return self.lm_head(self.norm(hidden)).float()
+        return self.lm_head(self.norm(hidden))

@@ -134,4 +134,5 @@ def build_model(
     cfg = ModelConfig.from_dir(Path(model_dir))
     model = LlamaForCausalLM(cfg, dtype=dtype, device=device, layer_range=layer_range)
     load_weights(model, Path(model_dir))
+    model.prepack()
     return model.eval()

@@ -52,17 +52,19 @@ class RotaryEmbedding:
         inv_freq = rope_inv_freq(head_dim, theta, scaling)
         freqs = torch.outer(torch.arange(max_positions, dtype=torch.float32), inv_freq)
         # NOTE: computed in float32 then cast, as HF does, so bf16 tables match the reference model.
-        self.cos = freqs.cos().to(device=device, dtype=dtype)
-        self.sin = freqs.sin().to(device=device, dtype=dtype)
+        # Stored "full width" so rotation is x * cos + cat(x2, x1) * sin_signed: three ops per call.
+        cos, sin = freqs.cos(), freqs.sin()
+        self.cos = torch.cat((cos, cos), dim=-1).to(device=device, dtype=dtype)
+        self.sin_signed = torch.cat((-sin, sin), dim=-1).to(device=device, dtype=dtype)
         self.max_positions = max_positions
 
     def tables(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """cos/sin ``[T, 1, D // 2]`` for ``positions [T]`` (int64); computed once per step, shared by layers."""
-        return self.cos[positions].unsqueeze(1), self.sin[positions].unsqueeze(1)
+        """cos/signed-sin ``[T, 1, D]`` for ``positions [T]`` (int64); once per step, shared by all layers."""
+        return self.cos[positions].unsqueeze(1), self.sin_signed[positions].unsqueeze(1)
 
     @staticmethod
-    def apply(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-        """Rotate ``x [T, H, D]`` (halves form); returns a new contiguous tensor."""
+    def apply(x: torch.Tensor, cos: torch.Tensor, sin_signed: torch.Tensor) -> torch.Tensor:
+        """Rotate ``x [T, H, D]`` (HF rotate-half form); returns a new contiguous tensor."""
         half = x.shape[-1] // 2
-        x1, x2 = x[..., :half], x[..., half:]
-        return torch.cat((x1 * cos - x2 * sin, x2 * cos + x1 * sin), dim=-1)
+        rotated = torch.cat((x[..., half:], x[..., :half]), dim=-1)
+        return torch.addcmul(x * cos, rotated, sin_signed)

@@ -22,6 +22,9 @@ def tokenizer(model_dir: Path) -> Tokenizer:
 
 # A small pool (32 pages of 16 tokens) and a small token budget, so the mixed batch in the correctness tests
 # exercises chunked prefill and preemption by recompute, not only the happy path.
+# NOTE: one intra-op thread: on a shared 2-core machine two OpenMP threads stall each other at every barrier
+# (10x slower forwards measured under load); correctness does not depend on the thread count.
+TEST_THREADS = 1
 SMALL_POOL_GIB = 32 * (30 * 2 * 16 * 3 * 64 * 4) / (1 << 30)
 
 
@@ -34,5 +37,6 @@ def engine_fp32(model_dir: Path) -> LLMEngine:
             kv_cache_gib=SMALL_POOL_GIB,
             max_num_batched_tokens=96,
             enable_prefix_caching=True,
+            num_threads=TEST_THREADS,
         )
     )

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.thunder.engine.conftest import TEST_THREADS
 from thunder.engine import EngineConfig, LLMEngine, SamplingParams
 from thunder.models import DenseCausalAttention, LlamaForCausalLM, Tokenizer
 
@@ -63,7 +64,9 @@ def test_continuous_batch_equals_dense_no_cache_forward_fp32(
 def test_bfloat16_agrees_with_float32_on_at_least_95_percent_of_tokens(
     model_dir: Path, tokenizer: Tokenizer, fp32_outputs: list[list[int]]
 ) -> None:
-    engine = LLMEngine(EngineConfig(model=str(model_dir), dtype="bfloat16", kv_cache_gib=0.05))
+    engine = LLMEngine(
+        EngineConfig(model=str(model_dir), dtype="bfloat16", kv_cache_gib=0.05, num_threads=TEST_THREADS)
+    )
     model = engine.runner.model
     prompts = mixed_prompts(tokenizer)
     # Per-token (teacher-forced) agreement: the bf16 model's greedy pick after each float32 prefix. Free
