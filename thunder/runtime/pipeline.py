@@ -64,8 +64,17 @@ class LinkStage(msgspec.Struct, frozen=True):
 class StageActor(Actor):
     """Layers ``layer_range`` of ``model`` and their KV pages on one device (spawn it on that device's node)."""
 
-    def __init__(self, *, model: str, layer_range: list[int], dtype: str, num_pages: int, page_size: int,
-                 threads: int = 1, step_timeout_s: float = 120.0) -> None:
+    def __init__(
+        self,
+        *,
+        model: str,
+        layer_range: list[int],
+        dtype: str,
+        num_pages: int,
+        page_size: int,
+        threads: int = 1,
+        step_timeout_s: float = 120.0,
+    ) -> None:
         self.model_name = model
         self.layer_range = (int(layer_range[0]), int(layer_range[1]))
         self.dtype, self.num_pages, self.page_size, self.threads = dtype, num_pages, page_size, threads
@@ -85,8 +94,11 @@ class StageActor(Actor):
         from thunder.models import build_model, load_model_dir
 
         torch.set_num_threads(self.threads)
-        model = build_model(load_model_dir(self.model_name), dtype=resolve_dtype(self.dtype, "cpu"),  # type: ignore[arg-type]
-                            layer_range=self.layer_range)
+        model = build_model(
+            load_model_dir(self.model_name),
+            dtype=resolve_dtype(self.dtype, "cpu"),  # type: ignore[arg-type]
+            layer_range=self.layer_range,
+        )
         return ModelRunner(model, num_pages=self.num_pages, page_size=self.page_size, device="cpu")
 
     @handler
@@ -114,9 +126,19 @@ class StageActor(Actor):
 class PipelineEngine(BatchingEngine):
     """The leader of a pipelined replica group: same interface as `LLMEngine`, layers in `StageActor`s."""
 
-    def __init__(self, *, model_dir: Any, stages: Seq[ActorRef], loop: asyncio.AbstractEventLoop, num_pages: int,
-                 page_size: int, max_num_seqs: int, max_num_batched_tokens: int, seed: int = 0,
-                 step_timeout_s: float = 120.0) -> None:
+    def __init__(
+        self,
+        *,
+        model_dir: Any,
+        stages: Seq[ActorRef],
+        loop: asyncio.AbstractEventLoop,
+        num_pages: int,
+        page_size: int,
+        max_num_seqs: int,
+        max_num_batched_tokens: int,
+        seed: int = 0,
+        step_timeout_s: float = 120.0,
+    ) -> None:
         from thunder.engine.sampler import Sampler
         from thunder.models import ModelConfig, Tokenizer
 
@@ -128,14 +150,21 @@ class PipelineEngine(BatchingEngine):
         tokenizer = Tokenizer(model_dir)
         eos = set(cfg.eos_token_ids) | ({tokenizer.eos_token_id} - {None})
         self._init_batching(
-            tokenizer=tokenizer, vocab_size=cfg.vocab_size, eos_token_ids=frozenset(eos),  # type: ignore[arg-type]
-            max_model_len=min(cfg.max_position_embeddings, num_pages * page_size), num_pages=num_pages,
-            page_size=page_size, max_num_seqs=max_num_seqs, max_num_batched_tokens=max_num_batched_tokens,
+            tokenizer=tokenizer,
+            vocab_size=cfg.vocab_size,
+            eos_token_ids=frozenset(eos),  # type: ignore[arg-type]
+            max_model_len=min(cfg.max_position_embeddings, num_pages * page_size),
+            num_pages=num_pages,
+            page_size=page_size,
+            max_num_seqs=max_num_seqs,
+            max_num_batched_tokens=max_num_batched_tokens,
             enable_prefix_caching=True,
         )
 
     def _check_import(self, kv: Any, num_prompt_tokens: int) -> None:
-        raise ValueError("KV import into a pipelined replica is not supported yet; hand off to a single-device one")
+        raise ValueError(
+            "KV import into a pipelined replica is not supported yet; hand off to a single-device one"
+        )
 
     def export_kv(self, request_id: str) -> Any:
         raise KeyError(f"request {request_id!r}: KV export from a pipelined replica is not supported yet")
@@ -174,10 +203,14 @@ async def start_pipeline(
     model_dir = load_model_dir(model)
     cfg = ModelConfig.from_dir(model_dir)
     if sum(layer_split) != cfg.num_hidden_layers or min(layer_split) < 1:
-        raise ConfigError(f"layer_split={list(layer_split)}: need positive parts summing to "
-                          f"{cfg.num_hidden_layers} (the model's layers)")
+        raise ConfigError(
+            f"layer_split={list(layer_split)}: need positive parts summing to "
+            f"{cfg.num_hidden_layers} (the model's layers)"
+        )
     itemsize = torch.empty(0, dtype=resolve_dtype(dtype, "cpu")).element_size()  # type: ignore[arg-type]
-    num_pages = int(kv_cache_gib * (1 << 30)) // (cfg.num_hidden_layers * 2 * page_size * cfg.kv_size * itemsize)
+    num_pages = int(kv_cache_gib * (1 << 30)) // (
+        cfg.num_hidden_layers * 2 * page_size * cfg.kv_size * itemsize
+    )
     if num_pages < 1:
         raise ConfigError(f"kv_cache_gib={kv_cache_gib} holds no KV page; raise it")
     bounds = [0]
@@ -185,14 +218,34 @@ async def start_pipeline(
         bounds.append(bounds[-1] + n)
     stages: list[ActorRef] = []
     for k in range(len(layer_split)):
-        node = await system.network.start_node(label=f"stage{k}", env={"OMP_NUM_THREADS": str(threads_per_stage)})
-        stages.append(await system.spawn(STAGE_ACTOR, node=node, kwargs={
-            "model": str(model_dir), "layer_range": [bounds[k], bounds[k + 1]], "dtype": dtype,
-            "num_pages": num_pages, "page_size": page_size, "threads": threads_per_stage}))
+        node = await system.network.start_node(
+            label=f"stage{k}", env={"OMP_NUM_THREADS": str(threads_per_stage)}
+        )
+        stages.append(
+            await system.spawn(
+                STAGE_ACTOR,
+                node=node,
+                kwargs={
+                    "model": str(model_dir),
+                    "layer_range": [bounds[k], bounds[k + 1]],
+                    "dtype": dtype,
+                    "num_pages": num_pages,
+                    "page_size": page_size,
+                    "threads": threads_per_stage,
+                },
+            )
+        )
     infos: list[StageInfo] = [await s.ask(GetStageInfo(), timeout=30.0) for s in stages]
     for k in range(len(stages) - 1):
         await stages[k].ask(LinkStage(infos[k + 1].address), timeout=30.0)
-    engine = PipelineEngine(model_dir=model_dir, stages=stages, loop=asyncio.get_running_loop(),
-                            num_pages=num_pages, page_size=page_size, max_num_seqs=max_num_seqs,
-                            max_num_batched_tokens=max_num_batched_tokens, seed=seed)
+    engine = PipelineEngine(
+        model_dir=model_dir,
+        stages=stages,
+        loop=asyncio.get_running_loop(),
+        num_pages=num_pages,
+        page_size=page_size,
+        max_num_seqs=max_num_seqs,
+        max_num_batched_tokens=max_num_batched_tokens,
+        seed=seed,
+    )
     return engine, infos

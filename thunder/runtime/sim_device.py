@@ -60,21 +60,33 @@ class SimDeviceCore(DeviceCore):
             self.engine.release(out.request_id)
         header = {"sim_shape": list(kv.shape), "dtype": req.kv_dtype, "group_size": req.kv_group_size}
         msg = KVHandoff(
-            request_id=out.request_id, prompt_token_ids=req.prompt_token_ids, sampling=req.sampling,
-            first_token=out.new_token_ids[-1], src_replica=self.replica, header=header,
-            payload=None, scales=None, mins=None,
+            request_id=out.request_id,
+            prompt_token_ids=req.prompt_token_ids,
+            sampling=req.sampling,
+            first_token=out.new_token_ids[-1],
+            src_replica=self.replica,
+            header=header,
+            payload=None,
+            scales=None,
+            mins=None,
         )
-        records.append(HandoffRecord(
-            request_id=out.request_id, dst_replica=req.handoff_replica,
-            wire_nbytes=predict_wire_nbytes(kv.shape, dtype=req.kv_dtype, group_size=req.kv_group_size),
-            fp16_nbytes=predict_wire_nbytes(kv.shape, dtype="fp16"), seconds=time.perf_counter() - start,
-        ))
+        records.append(
+            HandoffRecord(
+                request_id=out.request_id,
+                dst_replica=req.handoff_replica,
+                wire_nbytes=predict_wire_nbytes(kv.shape, dtype=req.kv_dtype, group_size=req.kv_group_size),
+                fp16_nbytes=predict_wire_nbytes(kv.shape, dtype="fp16"),
+                seconds=time.perf_counter() - start,
+            )
+        )
         return req.handoff_to, msg
 
     def _import(self, msg: KVHandoff) -> None:
         shape = msg.header.get("sim_shape")
         if shape is None:
-            raise ValueError(f"KV handoff of {msg.request_id} is not from a simulated device; engines must match")
+            raise ValueError(
+                f"KV handoff of {msg.request_id} is not from a simulated device; engines must match"
+            )
         kv = SimKV(tuple(shape))  # type: ignore[arg-type]
         self.engine.add_request(
             msg.request_id, msg.prompt_token_ids, msg.sampling.to_params(), kv=kv, first_token=msg.first_token
@@ -90,8 +102,14 @@ class SimDeviceActor(DeviceActor):
     """
 
     def __init__(
-        self, *, replica: str, role: str, engine: EngineSpec | dict[str, Any], sink: ActorRef,
-        kv_links: Mapping[str, LinkSpec] | None = None, cost_model: CostModel | None = None,
+        self,
+        *,
+        replica: str,
+        role: str,
+        engine: EngineSpec | dict[str, Any],
+        sink: ActorRef,
+        kv_links: Mapping[str, LinkSpec] | None = None,
+        cost_model: CostModel | None = None,
     ) -> None:
         super().__init__(replica=replica, role=role, engine=engine, sink=sink, own_process=False)
         self.links = SimLinks(kv_links or {})
@@ -100,9 +118,16 @@ class SimDeviceActor(DeviceActor):
 
     async def on_start(self) -> None:
         engine = SimEngine.from_spec(self.spec, cost_model=self.cost_model)
-        self.core = SimDeviceCore(engine, replica=self.replica, role=self.initial_role,
-                                  max_num_seqs=self.spec.max_num_seqs, device="cpu")
-        self._task = asyncio.get_running_loop().create_task(self._run(), name=f"sim device {self.replica} steps")
+        self.core = SimDeviceCore(
+            engine,
+            replica=self.replica,
+            role=self.initial_role,
+            max_num_seqs=self.spec.max_num_seqs,
+            device="cpu",
+        )
+        self._task = asyncio.get_running_loop().create_task(
+            self._run(), name=f"sim device {self.replica} steps"
+        )
 
     async def on_stop(self) -> None:
         for task in self._transfers:
@@ -110,7 +135,9 @@ class SimDeviceActor(DeviceActor):
         await asyncio.gather(*self._transfers, return_exceptions=True)
         await super().on_stop()
 
-    async def _compute(self, core: DeviceCore, inbox: list[Any], jobs: list[tuple[Any, asyncio.Future[Any]]]) -> StepOutcome:
+    async def _compute(
+        self, core: DeviceCore, inbox: list[Any], jobs: list[tuple[Any, asyncio.Future[Any]]]
+    ) -> StepOutcome:
         # NOTE: inline, not in a thread: a simulated step is cheap, and only timers then advance the clock
         # (a thread would let the test kit's virtual clock jump past a step still being computed).
         return self._step_sync(core, inbox, jobs)

@@ -46,10 +46,14 @@ def init_group(rank: int, world: int, init_method: str, *, backend: str | None =
 class RowParallelLinear(nn.Module):
     """``all_reduce(x @ W_shard.T) + bias``: this rank's input columns of a linear layer, summed over ranks."""
 
-    def __init__(self, full: nn.Linear, cols: list[tuple[int, int]], group: dist.ProcessGroup | None = None) -> None:
+    def __init__(
+        self, full: nn.Linear, cols: list[tuple[int, int]], group: dist.ProcessGroup | None = None
+    ) -> None:
         super().__init__()
         w = full.weight.data
-        self.weight = nn.Parameter(torch.cat([w[:, a:b] for a, b in cols], dim=1).contiguous(), requires_grad=False)
+        self.weight = nn.Parameter(
+            torch.cat([w[:, a:b] for a, b in cols], dim=1).contiguous(), requires_grad=False
+        )
         self.bias = None if full.bias is None else nn.Parameter(full.bias.data.clone(), requires_grad=False)
         self.group = group
 
@@ -71,7 +75,9 @@ def _column_slice(full: nn.Linear, rows: list[tuple[int, int]]) -> nn.Linear:
 
 
 @torch.inference_mode()
-def shard_model_(model: LlamaForCausalLM, rank: int, world: int, group: dist.ProcessGroup | None = None) -> None:
+def shard_model_(
+    model: LlamaForCausalLM, rank: int, world: int, group: dist.ProcessGroup | None = None
+) -> None:
     """Keep this rank's shard of every decoder layer of ``model`` (in place); see the module docstring."""
     cfg = model.config
     d = cfg.head_dim
@@ -87,7 +93,9 @@ def shard_model_(model: LlamaForCausalLM, rank: int, world: int, group: dist.Pro
         layer.qkv_proj = _column_slice(layer.qkv_proj, [q_rows, k_rows, v_rows])
         layer.o_proj = RowParallelLinear(layer.o_proj, [q_rows], group)  # type: ignore[assignment]
         inter = cfg.intermediate_size
-        layer.gate_up_proj = _column_slice(layer.gate_up_proj, [(ff_lo, ff_hi), (inter + ff_lo, inter + ff_hi)])
+        layer.gate_up_proj = _column_slice(
+            layer.gate_up_proj, [(ff_lo, ff_hi), (inter + ff_lo, inter + ff_hi)]
+        )
         layer.down_proj = RowParallelLinear(layer.down_proj, [(ff_lo, ff_hi)], group)  # type: ignore[assignment]
         layer.num_heads, layer.num_kv_heads = q_hi - q_lo, kv_hi - kv_lo
         layer.qk_size = (q_hi - q_lo) * d + (kv_hi - kv_lo) * d
