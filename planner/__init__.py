@@ -14,6 +14,7 @@ from planner.cost_model import (
     kv_transfer_time,
 )
 from planner.gpus import read_toml
+from planner.pick import PickSettings
 from planner.plan import PHASES, GroupPlan, Plan, Prediction, ReplicaTiming, Routing, replica_timing
 from planner.planning import plan
 from planner.replan import BandwidthChanged, DeviceLost, DeviceReturned, Event, WorkloadShift, replan
@@ -65,6 +66,7 @@ __all__ = [
     "DeviceLost",
     "DeviceReturned",
     "Event",
+    "PickSettings",
     "SearchProgress",
     "TabuSettings",
     "WorkloadShift",

@@ -20,7 +20,7 @@ import numpy as np
 from planner.capacity import DecodeProfile, PrefillProfile, WorkloadSample
 from planner.cost_model import CostModel
 from planner.plan import Prediction
-from planner.queueing import mg1_wait, sum_exceeds
+from planner.queueing import convex_segments, mg1_wait, sum_exceeds
 from planner.routing import LINK_UTILISATION, Curves, proportional_routing, solve_convex_routing_lp
 
 BREAKPOINTS = np.array([0.0, 0.3, 0.5, 0.65, 0.75, 0.85, 0.92, 1.0])
@@ -71,10 +71,7 @@ class Orchestration:
 
         def seg(cap: float, delay) -> tuple[np.ndarray, np.ndarray]:  # type: ignore[no-untyped-def]
             flows = cap * BREAKPOINTS
-            totals = np.array([f * delay(f) if f > 0 else 0.0 for f in flows])
-            widths = np.diff(flows)
-            slopes = np.diff(totals) / np.where(widths > 0, widths, 1.0)
-            return widths, np.maximum.accumulate(np.where(np.isfinite(slopes), slopes, 1e6))
+            return convex_segments(flows, np.array([f * delay(f) if f > 0 else 0.0 for f in flows]))
 
         pre = [seg(c, lambda f, p=p: (float(p.latency.mean()) + p.wait(f)) / s.slo.ttft_s)
                for p, c in zip(self.prefill, cap_p, strict=True)]

@@ -6,9 +6,10 @@ attainment rounded to 3 decimals, so among plans that meet the SLO the one with 
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -64,6 +65,13 @@ class Evaluator:
         self._profiles: dict[Group, PrefillProfile | DecodeProfile] = {}
         self._links: dict[tuple[Group, Group], Link] = {}
         self.evaluations = 0
+
+    def at_rate(self, rate: float) -> Evaluator:
+        """An evaluator for the same workload at arrival rate `rate`, sharing every cache (profiles depend on the
+        lengths and deadlines, not on the rate)."""
+        twin = copy.copy(self)
+        twin.sample = replace(self.sample, rate=rate)
+        return twin
 
     def config(self, group: Group) -> ReplicaConfig | None:
         if group not in self._configs:

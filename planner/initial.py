@@ -1,8 +1,11 @@
-"""Initial grouping: agglomerative (average-linkage) clustering of the bandwidth graph, cut into replicas.
+"""Initial groupings for the tabu search, one from each end of the group-size range.
 
-Walking the dendrogram bottom-up, each cluster's not-yet-assigned devices ("residual") are carved into groups as
-soon as they can hold a replica, so groups form from the most tightly connected devices first. Devices left at
-the root stay unused (the search may move them into groups).
+`initial_groups`: agglomerative (average-linkage) clustering of the bandwidth graph, cut into replicas. Walking
+the dendrogram bottom-up, each cluster's not-yet-assigned devices ("residual") are carved into groups as soon as
+they can hold a replica, so groups form from the most tightly connected devices first.
+`smallest_groups`: as many replicas as memory allows — each node's same-type devices cut into the fewest
+devices that hold the model (e.g. 2x 48 GB or 4x 24 GB for a 30B model), leftovers pooled per region, then
+per cluster, the same way. Devices left over stay unused (the search may move them into groups).
 """
 
 from __future__ import annotations
@@ -53,4 +56,31 @@ def _carve(cluster: Cluster, pool: list[int], memory: np.ndarray, feasible: Feas
     return rest
 
 
-__all__ = ["initial_groups"]
+def smallest_groups(cluster: Cluster, feasible: Feasible) -> tuple[list[frozenset[int]], list[int]]:
+    """(groups, unused): the most replicas memory allows, carved bucket by bucket (node + GPU type), then region,
+    then the whole cluster for the leftovers. Each group is the shortest prefix of its pool that is `feasible`."""
+    devs = cluster.devices
+    groups: list[frozenset[int]] = []
+
+    def carve(pool: list[int]) -> list[int]:
+        pool = sorted(pool, key=lambda i: (-devs[i].gpu.memory_bytes, devs[i].node, i))
+        while pool:
+            size = next((k for k in range(1, len(pool) + 1) if feasible(frozenset(pool[:k]))), None)
+            if size is None:
+                break
+            groups.append(frozenset(pool[:size]))
+            pool = pool[size:]
+        return pool
+
+    buckets: dict[tuple[str, str], list[int]] = {}
+    for i, d in enumerate(devs):
+        buckets.setdefault((d.node, d.gpu_type), []).append(i)
+    left = [i for pool in buckets.values() for i in carve(pool)]
+    regions: dict[str, list[int]] = {}
+    for i in left:
+        regions.setdefault(devs[i].region, []).append(i)
+    left = [i for pool in regions.values() for i in carve(pool)]
+    return groups, sorted(carve(left))
+
+
+__all__ = ["initial_groups", "smallest_groups"]

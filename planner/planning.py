@@ -14,9 +14,10 @@ from planner.config import Link
 from planner.cost_model import CostModel
 from planner.errors import PlanError
 from planner.evaluate import Evaluation, Evaluator, Group, assign_phases, canonical
-from planner.initial import initial_groups
+from planner.initial import initial_groups, smallest_groups
 from planner.model_spec import ModelSpec
 from planner.parallel import ParallelSolver, group_link
+from planner.pick import PickSettings, Verdict, judge, stress_rates
 from planner.plan import GroupPlan, Plan
 from planner.routing import flows_to_routing
 from planner.tabu import SearchProgress, TabuSearch, TabuSettings
@@ -33,11 +34,19 @@ def default_settings(n_devices: int) -> TabuSettings:
     return TabuSettings(max_iters=150, patience=40, neighbourhood=10)
 
 
+def default_pick(n_devices: int) -> PickSettings:
+    """Simulator-checked pick settings that keep `plan()` within its time targets."""
+    return PickSettings() if n_devices <= 64 else PickSettings(candidates=3, requests=200, stress=(1.0,))
+
+
 def plan(cluster: Cluster, model: ModelSpec, workload: Workload, budget: Budget, *, seed: int = 0,
          cost_model: CostModel | None = None, settings: TabuSettings | None = None, compress_kv: bool = True,
-         on_progress: Callable[[SearchProgress], None] | None = None) -> Plan:
+         on_progress: Callable[[SearchProgress], None] | None = None, pick: PickSettings | None = None) -> Plan:
     """Search groups, phases, parallel configs and routing for `workload` on `cluster` within `budget`.
 
+    The tabu search starts from two groupings (bandwidth clustering; the most replicas memory allows) and splits
+    its iteration budget between them; the top `pick.candidates` states by analytic score are then simulated
+    and the best by simulated attainment wins (`PickSettings(candidates=1)`: the analytic best, no simulation).
     Requests longer than the model's context are clipped (`Workload.clipped`). Deterministic for a seed.
     """
     start = time.perf_counter()
@@ -47,27 +56,67 @@ def plan(cluster: Cluster, model: ModelSpec, workload: Workload, budget: Budget,
     solver = ParallelSolver(cluster, cost_model, sample)
     evaluator = Evaluator(cluster, cost_model, sample, solver.best_config, compressed=compress_kv)
     min_bytes = model.weight_bytes(cost_model.dtype_bytes) * INITIAL_MEMORY_HEADROOM
-    groups, unused = initial_groups(cluster, lambda m: solver.best_config(sorted(m), "decode") is not None, min_bytes)
-    if len(groups) < 2:
-        raise PlanError(f"cluster {cluster.name!r} holds {len(groups)} replica(s) of {model.name}; disaggregated "
+
+    def fits(members: frozenset[int]) -> bool:
+        return solver.best_config(sorted(members), "decode") is not None
+
+    starts = [initial_groups(cluster, fits, min_bytes), smallest_groups(cluster, fits)]
+    starts = [s for k, s in enumerate(starts) if len(s[0]) >= 2 and s[0] not in [t[0] for t in starts[:k]]]
+    if not starts:
+        raise PlanError(f"cluster {cluster.name!r} holds fewer than 2 replicas of {model.name}; disaggregated "
                         "serving needs >= 2 (one prefill, one decode): add devices or pick a smaller model")
     prices = np.array([d.price_per_hour for d in cluster.devices])
-    groups, dropped = _fit_budget(evaluator, groups, prices, budget.usd_per_hour)
-    state = assign_phases(evaluator, groups)
-    search = TabuSearch(evaluator, prices, budget.usd_per_hour, settings or default_settings(len(cluster.devices)), seed)
+    settings = settings or default_settings(len(cluster.devices))
+    per_start = replace(settings, max_iters=max(1, -(-settings.max_iters // len(starts))))
+    search = TabuSearch(evaluator, prices, budget.usd_per_hour, per_start, seed)
     iterations = 0
-    for progress in search.run(state, frozenset(unused + dropped)):
-        iterations = progress.iteration
-        if on_progress is not None:
-            on_progress(progress)
-    assert search.best is not None
-    best_state, best_unused, best_eval = search.best
-    if best_eval.prediction is None:
+    failure: PlanError | None = None
+    for groups, unused in starts:
+        try:
+            groups, dropped = _fit_budget(evaluator, groups, prices, budget.usd_per_hour)
+        except PlanError as exc:
+            failure = exc
+            continue
+        done = 0
+        for progress in search.run(assign_phases(evaluator, groups), frozenset(unused + dropped)):
+            done = progress.iteration
+            if on_progress is not None:
+                on_progress(replace(progress, iteration=iterations + done))
+        iterations += done
+    if search.best is None:
+        assert failure is not None
+        raise failure
+    if search.best[2].prediction is None:
         raise PlanError(f"no feasible disaggregated plan for {model.name} on {cluster.name!r} within "
                         f"${budget.usd_per_hour}/h; raise the budget or add devices")
-    meta = {"algorithm": "tabu", "seed": seed, "iterations": iterations, "evaluations": evaluator.evaluations,
-            "seconds": round(time.perf_counter() - start, 3)}
+    pick = pick or default_pick(len(cluster.devices))
+    finalists = search.top(max(pick.candidates, 1))
+    verdicts = _simulate_finalists(cluster, model, workload, evaluator, finalists, pick) if len(finalists) > 1 else []
+    chosen = max(range(len(verdicts)), key=lambda k: (verdicts[k].key, -k)) if verdicts else 0
+    best_state, best_unused, best_eval = finalists[chosen]
+    meta: dict[str, object] = {"algorithm": "tabu", "seed": seed, "iterations": iterations,
+                               "evaluations": evaluator.evaluations, "starts": len(starts)}
+    if verdicts:
+        meta["pick"] = {"finalists": len(finalists), "rank_by_estimate": chosen,
+                        "simulated_attainment": round(verdicts[chosen].attainment, 4),
+                        "simulated_headroom": round(verdicts[chosen].headroom, 4)}
+    meta["seconds"] = round(time.perf_counter() - start, 3)
     return build_plan(cluster, model, workload, evaluator, best_state, best_unused, best_eval, meta)
+
+
+def _simulate_finalists(cluster: Cluster, model: ModelSpec, workload: Workload, ev: Evaluator,
+                        finalists: Sequence[tuple[tuple[Group, ...], frozenset[int], Evaluation]],
+                        pick: PickSettings) -> list[Verdict]:
+    capacity = max(e.prediction.capacity_rps for _, _, e in finalists if e.prediction is not None)
+    rates = stress_rates(workload.rate, capacity, pick)
+    verdicts = []
+    for state, unused, _ in finalists:
+        def plan_at(rate: float, state: tuple[Group, ...] = state, unused: frozenset[int] = unused) -> Plan:
+            at = ev.at_rate(rate)
+            return build_plan(cluster, model, workload, at, state, unused, at.evaluate(state, exact=True), {})
+
+        verdicts.append(judge(plan_at, workload, ev.cost_model, rates, pick, compressed=ev.compressed))
+    return verdicts
 
 
 def _fit_budget(ev: Evaluator, groups: list[frozenset[int]], prices: np.ndarray,
@@ -129,5 +178,5 @@ def with_search_meta(p: Plan, **extra: object) -> Plan:
     return replace(p, search={**p.search, **extra})
 
 
-__all__ = ["INITIAL_MEMORY_HEADROOM", "assemble_plan", "build_plan", "default_settings", "plan"]
+__all__ = ["INITIAL_MEMORY_HEADROOM", "assemble_plan", "build_plan", "default_pick", "default_settings", "plan"]
 

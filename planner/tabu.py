@@ -56,6 +56,13 @@ class TabuSearch:
         self.settings = settings
         self.rng = np.random.default_rng(seed)
         self.best: tuple[State, frozenset[int], Evaluation] | None = None
+        self.seen: dict[State, tuple[frozenset[int], Evaluation]] = {}
+        """Every state scored exactly (routing LP) during `run`, for a simulator-checked final pick."""
+
+    def top(self, k: int) -> list[tuple[State, frozenset[int], Evaluation]]:
+        """The `k` best distinct states scored exactly so far, best first."""
+        ranked = sorted(self.seen.items(), key=lambda kv: kv[1][1].score, reverse=True)
+        return [(state, unused, ev) for state, (unused, ev) in ranked[:k] if ev.prediction is not None]
 
     def cost(self, state: State) -> float:
         return float(sum(self.prices[list(g.members)].sum() for g in state))
@@ -64,7 +71,9 @@ class TabuSearch:
         """Search from `state`; yields progress each iteration. The best is in `self.best` afterwards."""
         start = time.perf_counter()
         current = self.ev.evaluate(state, exact=True)
-        self.best = (state, unused, current)
+        self.seen[state] = (unused, current)
+        if self.best is None or current.score > self.best[2].score:
+            self.best = (state, unused, current)
         tabu: deque[tuple] = deque(maxlen=self.settings.tenure)
         stale = 0
         for it in range(1, self.settings.max_iters + 1):
@@ -80,7 +89,8 @@ class TabuSearch:
             move = chosen[1]
             tabu.append(_reverse(move.undo))
             state, unused = move.state, move.unused
-            current = self.ev.evaluate(state, exact=True)
+            current = self.seen[state][1] if state in self.seen else self.ev.evaluate(state, exact=True)
+            self.seen[state] = (unused, current)
             if current.score > self.best[2].score:
                 self.best, stale = (state, unused, current), 0
             else:

@@ -5,7 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from planner.routing import flows_to_routing, proportional_routing, routing_to_flows, solve_routing_lp
+from planner.queueing import convex_segments
+from planner.routing import (
+    Curves,
+    flows_to_routing,
+    proportional_routing,
+    routing_to_flows,
+    solve_convex_routing_lp,
+    solve_routing_lp,
+)
 
 
 def test_lp_prefers_cheap_pairs_within_capacities() -> None:
@@ -38,3 +46,23 @@ def test_routing_ratios_round_trip() -> None:
 def test_proportional_routing_skips_unusable_links() -> None:
     x = proportional_routing(np.array([1.0, 3.0]), np.array([1.0, 1.0]), np.array([[1.0, 0.0], [1.0, 1.0]]), 2.0)
     assert x.sum() == pytest.approx(2.0) and x[0, 1] == 0.0 and x[0, 0] == pytest.approx(0.5)
+
+
+def test_convex_lp_spreads_load_where_the_flat_lp_packs() -> None:
+    cap_p, cap_d = np.array([4.0, 4.0]), np.array([10.0])
+    cost = np.array([[1.0], [1.05]])  # replica 0 is slightly cheaper
+    link = np.full((2, 1), 100.0)
+    packed = solve_routing_lp(cap_p, cap_d, cost, link, rate=4.0)
+    np.testing.assert_allclose(packed[:, 0], [4.0, 0.0], atol=1e-9)  # flat: fills replica 0 to its capacity
+    # the same problem with a 1/(1 − ρ) delay curve per prefill replica (M/M/1-like total g(y) = y/(cap − y))
+    flows = np.linspace(0.0, 4.0, 9)
+    totals = np.where(flows < 4.0, flows / np.maximum(4.0 - flows, 1e-9) * 0.1, np.inf)
+    w, s = convex_segments(flows, totals)
+    curves = Curves(prefill_widths=np.stack([w, w]), prefill_slopes=np.stack([s, s]),
+                    decode_widths=np.array([[10.0]]), decode_slopes=np.zeros((1, 1)),
+                    link_widths=np.full((2, 1, 1), 100.0), link_slopes=np.zeros((2, 1, 1)))
+    spread = solve_convex_routing_lp(curves, cost, rate=4.0)
+    assert spread.sum() == pytest.approx(4.0)
+    assert 1.5 <= spread[1, 0] <= 2.0 <= spread[0, 0] <= 2.5  # near-even split, cheaper replica a little more
+    over = solve_convex_routing_lp(curves, cost, rate=20.0)
+    assert over.sum() == pytest.approx(8.0)  # beyond both capacities the rest stays unrouted

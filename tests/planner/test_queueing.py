@@ -1,0 +1,46 @@
+"""Queueing formulas: exact where the model is exact (M/M/1, Erlang C), Monte Carlo where it is a convolution."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from planner.queueing import convex_segments, erlang_c, mg1_wait, mmc_wait, sum_exceeds
+
+
+def test_mg1_tail_is_exact_for_exponential_service() -> None:
+    lam, mu = 3.0, 5.0  # M/M/1: P(W > t) = ρ·exp(−(μ − λ)t)
+    tail = mg1_wait(lam, 1 / mu, 2 / mu**2)
+    t = np.array([0.0, 0.1, 0.5, 2.0])
+    np.testing.assert_allclose(tail.exceeds(t), 0.6 * np.exp(-(mu - lam) * t))
+    assert tail.mean == pytest.approx(0.6 / (mu - lam))  # Pollaczek–Khinchine = M/M/1 mean wait
+    assert tail.exceeds(-1.0) == 1.0
+    assert mg1_wait(5.0, 0.2, 0.08).exceeds(100.0) == 1.0  # ρ = 1: saturated, every deadline is missed
+
+
+def test_erlang_c_known_values_and_mmc_tail() -> None:
+    assert erlang_c(1, 0.7) == pytest.approx(0.7)
+    assert erlang_c(2, 1.0) == pytest.approx(1 / 3)
+    assert erlang_c(10, 8.0) == pytest.approx(0.4092, abs=1e-4)  # standard table value
+    assert erlang_c(4, 4.0) == 1.0
+    tail = mmc_wait(2, 1.0, 1.0)  # P(W > t) = C·exp(−(c − a)t/S)
+    assert tail.exceeds(np.array([1.0]))[0] == pytest.approx(math.exp(-1.0) / 3)
+
+
+def test_sum_of_two_waits_matches_monte_carlo() -> None:
+    a, b = mg1_wait(2.0, 0.3, 0.12), mmc_wait(3, 2.0, 1.2)
+    rng = np.random.default_rng(0)
+    n = 400_000
+    wa = np.where(rng.random(n) < a.p, rng.exponential(1 / a.theta, n), 0.0)
+    wb = np.where(rng.random(n) < b.p, rng.exponential(1 / b.theta, n), 0.0)
+    t = np.array([0.0, 0.2, 0.5, 1.0, 3.0])
+    np.testing.assert_allclose(sum_exceeds(a, b, t), [(wa + wb > x).mean() for x in t], atol=3e-3)
+
+
+def test_convex_segments_rise_and_cover_the_capacity() -> None:
+    flows = np.array([0.0, 1.0, 2.0, 3.0])
+    widths, slopes = convex_segments(flows, np.array([0.0, 1.0, 1.5, np.inf]))
+    np.testing.assert_allclose(widths, [1.0, 1.0, 1.0])
+    assert np.all(np.diff(slopes) >= 0) and slopes[-1] > 100  # dented curve straightened, inf -> very steep
