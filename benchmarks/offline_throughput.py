@@ -211,6 +211,28 @@ def print_table(rows: list[dict], workload: Workload) -> None:
     )
 
 
+def save_report(
+    path: Path, workload: Workload, args: argparse.Namespace, rows: list[dict], done: bool
+) -> None:
+    report = {
+        "command": " ".join(["python", *sys.argv]),
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "complete": done,
+        "machine": {"cpu": _cpu_model(), "cores": os.cpu_count(), "python": platform.python_version()},
+        "workload": {
+            "name": workload.name,
+            "seed": workload.seed,
+            "num_requests": workload.num_requests,
+            "prompt_tokens": workload.num_prompt_tokens,
+            "max_new_tokens": workload.max_new_tokens,
+        },
+        "model_dir": str(args.model_dir),
+        "results": rows,
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=1) + "\n")
+
+
 def main() -> None:
     args = parse_args()
     args.model_dir = (args.model_dir or default_model_dir()).expanduser().resolve()
@@ -229,24 +251,11 @@ def main() -> None:
                 result = run_system(SYSTEMS[name], dtype, workload_path, work, args)
                 if result is not None:
                     results.append(result)
+                    # NOTE: saved after every system: a full run takes tens of minutes and may be cut short.
+                    save_report(args.out, workload, args, summarize(results), done=False)
     rows = summarize(results)
     print_table(rows, workload)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    report = {
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
-        "machine": {"cpu": _cpu_model(), "cores": os.cpu_count(), "python": platform.python_version()},
-        "workload": {
-            "name": workload.name,
-            "seed": workload.seed,
-            "num_requests": workload.num_requests,
-            "prompt_tokens": workload.num_prompt_tokens,
-            "max_new_tokens": workload.max_new_tokens,
-        },  # fmt: skip
-        "model_dir": str(args.model_dir),
-        "results": rows,
-    }
-    args.out.write_text(json.dumps(report, indent=1) + "\n")
+    save_report(args.out, workload, args, rows, done=True)
     console.print(f"saved {args.out}")
 
 
