@@ -102,14 +102,26 @@ class Network:
         self._watches: dict[tuple[str, int], list[Callable[[ChildDown], None]]] = {}
         self._arrivals: dict[str, asyncio.Future[None]] = {}
         self._agent: ActorRef | None = None
+        # NOTE: concurrent first calls (two `start_node`s at once) must share one agent and one listener.
+        self._agent_lock = asyncio.Lock()
+        self._listen_lock = asyncio.Lock()
         self._serial = itertools.count(1)
         self._tasks: set[asyncio.Task[Any]] = set()
 
     async def _ensure_agent(self) -> None:
-        if self._agent is None:
-            self._agent = await self.system.spawn_local(
-                NodeAgent, (self.system,), {}, name="actors.agent", actor_id=AGENT_ID
-            )
+        async with self._agent_lock:
+            if self._agent is None:
+                self._agent = await self.system.spawn_local(
+                    NodeAgent, (self.system,), {}, name="actors.agent", actor_id=AGENT_ID
+                )
+
+    async def ensure_listening(self, host: str = "127.0.0.1") -> tuple[str, int]:
+        """This node's listening ``(host, port)``, listening on `host` (any free port) if it does not yet."""
+        async with self._listen_lock:
+            if self._server is None:
+                await self.listen(host, 0)
+        assert self.address is not None
+        return self.address
 
     # -- links -----------------------------------------------------------------------------------------
     async def listen(self, host: str = "127.0.0.1", port: int = 0) -> tuple[str, int]:
@@ -186,16 +198,14 @@ class Network:
     # -- child processes -------------------------------------------------------------------------------
     async def start_node(self, *, label: str | None = None, env: dict[str, str] | None = None) -> Node:
         """Start a child OS process running an `ActorSystem` that links back here; returns once linked."""
-        if self._server is None:
-            await self.listen("127.0.0.1", 0)
-        assert self.address is not None
-        host = "127.0.0.1" if self.address[0] in ("0.0.0.0", "::") else self.address[0]
+        address = await self.ensure_listening()
+        host = "127.0.0.1" if address[0] in ("0.0.0.0", "::") else address[0]
         tag = re.sub(r"[^A-Za-z0-9_-]", "_", label or "p")
         node_id = f"{self.system.node_id}.{tag}{next(self._serial)}"
         child_env = _child_env(self.system.token, env)
         arrival = self._arrivals[node_id] = self.system.loop.create_future()
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "actors._node_main", "--connect", f"{host}:{self.address[1]}",
+            sys.executable, "-m", "actors._node_main", "--connect", f"{host}:{address[1]}",
             "--node-id", node_id, env=child_env, stdin=asyncio.subprocess.DEVNULL,
         )
         node = self.nodes[node_id] = Node(self, node_id, process)
@@ -288,8 +298,8 @@ class Network:
                 log.exception("a ChildDown callback for %r raised", down.ref)
 
     async def close(self) -> None:
-        for node in list(self.nodes.values()):
-            await node.stop()
+        # NOTE: all at once: each child shuts its own actors down (within their stop timeouts) in parallel.
+        await asyncio.gather(*(node.stop() for node in list(self.nodes.values())))
         for link in list(self.links.values()):
             link.close("system shut down")
         if self._server is not None:

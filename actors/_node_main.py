@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import atexit
+import contextlib
 import logging
 import os
 import signal
+import sys
 
 from ._loop import run
 from ._node import TOKEN_ENV
@@ -43,6 +46,19 @@ def main() -> None:
     host, _, port = args.connect.rpartition(":")
     logging.basicConfig(level=os.environ.get("ACTORS_LOG_LEVEL", "WARNING"))
     run(serve(host, int(port), args.node_id, token))
+    _exit_now()
+
+
+def _exit_now() -> None:
+    """Exit after a graceful shutdown the way `multiprocessing` children do: atexit hooks, flushed logs and
+    stdio, then `os._exit`. NOTE: this skips the interpreter's module teardown, which takes 1-2 s once torch
+    is imported and would hold up the parent's `Node.stop` (and so every shutdown) for nothing."""
+    atexit._run_exitfuncs()
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ from actors import (
     SupervisorSpec,
     UnknownMessage,
 )
-from tests.actors.workers import Add, Counter, Crash, Pid, Scale, Sleep, TensorWorker
+from tests.actors.workers import Add, AtExitWriter, Counter, Crash, Pid, Scale, Sleep, TensorWorker
 
 
 async def test_cross_process_tell_and_ask_use_the_same_api() -> None:
@@ -151,6 +151,27 @@ async def test_child_nodes_exit_when_the_parent_system_shuts_down() -> None:
     await system.shutdown()
     assert node.process is not None and node.process.returncode is not None
     assert not node.alive
+
+
+async def test_nodes_started_concurrently_share_one_agent_and_listener() -> None:
+    async with ActorSystem(node_id="par") as system:
+        nodes = await asyncio.gather(*(system.start_node(label=f"n{i}") for i in range(3)))
+        assert len({n.node_id for n in nodes}) == 3 and all(n.alive for n in nodes)
+        address = system.network.address
+        assert await system.network.ensure_listening() == address  # no second listener
+        refs = await asyncio.gather(*(system.spawn(Counter, i, node=n) for i, n in enumerate(nodes)))
+        assert [await r.ask(Add(10)) for r in refs] == [10, 11, 12]
+        assert len({await r.ask(Pid()) for r in refs}) == 3
+
+
+async def test_a_child_node_runs_its_atexit_hooks_and_exits_cleanly_on_shutdown(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    marker = tmp_path / "marker"
+    system = ActorSystem()
+    ref = await system.spawn_process(AtExitWriter, str(marker))
+    node = system.network.nodes[ref.node_id]
+    await system.shutdown()
+    assert node.process is not None and node.process.returncode == 0  # exited by itself, not killed
+    assert marker.read_text() == "atexit ran"
 
 
 def test_a_silent_peer_is_declared_down_after_the_heartbeat_timeout() -> None:

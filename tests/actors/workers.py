@@ -86,3 +86,16 @@ class TensorWorker(Actor):
     @handler
     def pid(self, msg: Pid) -> int:
         return os.getpid()
+
+
+class AtExitWriter(Actor):
+    """Registers an atexit hook in its (child) process that writes ``"atexit ran"`` to `path`."""
+
+    def __init__(self, path: str) -> None:
+        import atexit
+
+        def write() -> None:
+            with open(path, "w") as f:
+                f.write("atexit ran")
+
+        atexit.register(write)
