@@ -85,7 +85,7 @@ def _largest_rate(hit_share: Callable[[float], float], hi: float, target: float)
             lo = mid
         else:
             hi = mid
-        if hi - lo < 1e-4 * hi:
+        if hi - lo < 2e-3 * hi:
             break
     return lo
 
@@ -128,7 +128,7 @@ def prefill_profile(cost_model: CostModel, config: ReplicaConfig, sample: Worklo
                           deadline_s=sample.slo.ttft_s)
 
 
-TPOT_GRID_POINTS = 16
+TPOT_GRID_POINTS = 10
 """Batch sizes at which a decode profile tabulates the cost model's step time (log-spaced, interpolated between)."""
 
 

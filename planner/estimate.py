@@ -81,16 +81,19 @@ class Orchestration:
             return (tpot + d.kv_wait_tail(f, tpot).mean * float(inv_steps.mean())) / s.slo.tpot_s
 
         dec = [seg(c, lambda f, d=d: decode_delay(f, d)) for d, c in zip(self.decode, cap_d, strict=True)]
+        # links, vectorised over P×D×K (M/G/1 mean wait in closed form; the pairs are many at 300+ devices)
         t = self.transfer_times()
-        per_step = (t * inv_steps).mean(axis=2)
-        t_mean, t_sq = t.mean(axis=2), (t**2).mean(axis=2)
-        link = [[seg(float(link_cap[i, j]), lambda f, i=i, j=j: (
-            per_step[i, j] + mg1_wait(f, t_mean[i, j], t_sq[i, j]).mean * float(inv_steps.mean())) / s.slo.tpot_s)
-            for j in range(len(self.decode))] for i in range(len(self.prefill))]
+        per_step = (t * inv_steps).mean(axis=2)[:, :, None]
+        t_mean, t_sq = t.mean(axis=2)[:, :, None], (t**2).mean(axis=2)[:, :, None]
+        flows = link_cap[:, :, None] * BREAKPOINTS
+        rho = flows * t_mean
+        with np.errstate(divide="ignore", invalid="ignore"):
+            wait = np.where(rho < 1, flows * t_sq / (2 * (1 - rho)), np.inf)
+            totals = np.where(flows > 0, flows * (per_step + wait * float(inv_steps.mean())) / s.slo.tpot_s, 0.0)
+        widths, slopes = convex_segments(flows, totals)
         return Curves(prefill_widths=np.array([w for w, _ in pre]), prefill_slopes=np.array([k for _, k in pre]),
                       decode_widths=np.array([w for w, _ in dec]), decode_slopes=np.array([k for _, k in dec]),
-                      link_widths=np.array([[w for w, _ in row] for row in link]),
-                      link_slopes=np.array([[k for _, k in row] for row in link]))
+                      link_widths=widths, link_slopes=slopes)
 
     def capacity_rps(self) -> float:
         """Upper bound on the SLO-feasible rate: min(Σ prefill, Σ decode capacity)."""

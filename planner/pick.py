@@ -25,9 +25,9 @@ class PickSettings:
 
     candidates: int = 4
     """Top states by analytic score that are simulated."""
-    requests: int = 400
+    requests: int = 300
     """Poisson requests per simulated rate."""
-    stress: tuple[float, ...] = (1.0, 1.3, 1.6)
+    stress: tuple[float, ...] = (1.2, 1.5)
     """Stress rates, as multiples of the best finalist's analytic capacity (all finalists see the same rates)."""
     seed: int = 0
 

@@ -95,18 +95,19 @@ def sum_exceeds(a: WaitTail, b: WaitTail, t: np.ndarray) -> np.ndarray:
 
 
 def convex_segments(flows: np.ndarray, totals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(widths, slopes) of the piecewise-linear curve through (flows[k], totals[k]), flows ascending from 0.
+    """(widths, slopes) of the piecewise-linear curve through (flows[..., k], totals[..., k]) along the last axis,
+    flows ascending from 0 (leading axes: one curve each).
 
     NOTE: slopes are made non-decreasing (running maximum), so an LP that fills segments in order of cost sees a
     convex curve even where sampling noise bent it; infinite totals become a very steep last segment."""
     flows = np.asarray(flows, dtype=np.float64)
     totals = np.asarray(totals, dtype=np.float64)
-    widths = np.diff(flows)
+    widths = np.diff(flows, axis=-1)
     with np.errstate(invalid="ignore", divide="ignore"):
-        slopes = np.diff(totals) / np.where(widths > 0, widths, 1.0)
+        slopes = np.diff(totals, axis=-1) / np.where(widths > 0, widths, 1.0)
     finite = slopes[np.isfinite(slopes)]
-    cap = 1e3 * (float(finite.max()) if finite.size else 1.0) + 1.0
-    slopes = np.maximum.accumulate(np.where(np.isfinite(slopes), slopes, cap))
+    cap = 1e3 * (float(np.abs(finite).max()) if finite.size else 1.0) + 1.0
+    slopes = np.maximum.accumulate(np.where(np.isfinite(slopes), slopes, cap), axis=-1)
     return widths, slopes
 
 
