@@ -61,6 +61,9 @@ class DeviceActor(Actor):
             (device-to-device KV handoff) and ignore SIGINT.
     """
 
+    roles: tuple[str, ...] = ROLES
+    """The roles this kind of device can serve."""
+
     def __init__(
         self,
         *,
@@ -70,8 +73,7 @@ class DeviceActor(Actor):
         sink: ActorRef,
         own_process: bool = False,
     ) -> None:
-        if role not in ROLES:
-            raise ValueError(f"role={role!r}: choose one of {ROLES}")
+        self._check_role(role)
         self.replica = replica
         self.initial_role = role
         self.spec = engine if isinstance(engine, EngineSpec) else msgspec.convert(engine, EngineSpec)
@@ -87,14 +89,21 @@ class DeviceActor(Actor):
         self._failure: BaseException | None = None
 
     async def on_start(self) -> None:
-        # NOTE: torch and the engine load in a worker thread, so this node keeps answering heartbeats.
-        self.core = await asyncio.to_thread(_build_core, self.spec, self.replica, self.initial_role)
+        self.core = await self._build_core()
         if self.own_process:
             # NOTE: Ctrl-C in a terminal signals the whole process group; the main process stops the devices
             # in order (closing a node's link ends its process), so a device must not die of SIGINT first.
             signal.signal(signal.SIGINT, signal.SIG_IGN)
-            self.address = await self.system.network.listen("127.0.0.1", 0)
+            self.address = await self.system.network.ensure_listening()
         self._task = asyncio.get_running_loop().create_task(self._run(), name=f"device {self.replica} steps")
+
+    async def _build_core(self) -> DeviceCore:
+        # NOTE: torch and the engine load in a worker thread, so this node keeps answering heartbeats.
+        return await asyncio.to_thread(_build_core, self.spec, self.replica, self.initial_role)
+
+    def _check_role(self, role: str) -> None:
+        if role not in self.roles:
+            raise ValueError(f"role={role!r}: {type(self).__name__} serves one of {self.roles}")
 
     async def on_stop(self) -> None:
         if self._task is not None:
@@ -122,8 +131,7 @@ class DeviceActor(Actor):
     # -- control -----------------------------------------------------------------------------------------------
     @handler
     def set_role(self, msg: SetRole) -> str:
-        if msg.role not in ROLES:
-            raise ValueError(f"SetRole(role={msg.role!r}): choose one of {ROLES}")
+        self._check_role(msg.role)
         core = self._core()
         previous, core.role = core.role, msg.role
         if msg.replica:
@@ -146,7 +154,11 @@ class DeviceActor(Actor):
             max_model_len=core.engine.max_model_len,
             dtype=str(core.kv_dtype).removeprefix("torch."),
             address=self.address,
+            stages=self._stages(),
         )
+
+    def _stages(self) -> list[tuple[int, int, int]]:
+        return []
 
     @handler
     @interleave

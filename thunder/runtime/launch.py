@@ -21,6 +21,7 @@ from thunder.engine.config import ConfigError
 from thunder.runtime.discovery import LocalDevice, discover_cluster
 from thunder.runtime.engines import check_engine
 from thunder.runtime.messages import DeviceInfo, EngineSpec, GetInfo, ProfilePoint, ProfileResult, SetRole
+from thunder.runtime.pipeline_device import PIPELINE_DEVICE_ACTOR, check_pipelined_group
 from thunder.runtime.planning import calibrated_cost_model, make_plan, model_spec_for, planning_workload
 from thunder.runtime.profile import DEFAULT_PROFILE
 from thunder.runtime.router import Router, SetTable
@@ -50,6 +51,7 @@ class _Slot:
     device: LocalDevice | None  # None: a simulated group (engine='sim')
     spec: EngineSpec
     kv_links: dict[str, tuple[float, float]] = field(default_factory=dict)  # sim: the plan's links
+    stage_devices: tuple[LocalDevice, ...] = ()  # a pipelined torch group: one device per stage, in order
 
 
 async def start_runtime(
@@ -169,32 +171,33 @@ def _cluster(config: RuntimeConfig) -> tuple[Cluster, list[LocalDevice]]:
 
 def _slots(config: RuntimeConfig, plan: Plan | None, local: list[LocalDevice]) -> list[_Slot]:
     by_id = {d.device_id: d for d in local}
-    threads = config.threads_for(len(plan.groups) if plan is not None else len(local))
     if plan is None:
+        threads = config.threads_for(len(local))
         return [
             _Slot(name=d.device_id, role="colocated", device=d, spec=_spec(config, d, threads, {}))
             for d in local
         ]
+    threads = config.threads_for(sum(len(g.device_ids) for g in plan.groups))
     slots = []
     for g in plan.groups:
-        if config.engine == "torch" and len(g.device_ids) > 1:
-            raise ConfigError(
-                f"group {g.id} spans {len(g.device_ids)} devices (TP/PP): multi-device replica groups are not "
-                "implemented yet for engine='torch'; use a plan of single-device groups or --engine sim"
-            )
-        device = by_id.get(g.device_ids[0])
-        if config.engine == "torch" and device is None:
-            raise ConfigError(
-                f"plan device {g.device_ids[0]!r} is not on this machine (local: {sorted(by_id)}); "
-                "plan for the discovered cluster or use --engine sim"
-            )
+        devices = [by_id.get(d) for d in g.device_ids]
+        if config.engine == "torch":
+            missing = [d for d, found in zip(g.device_ids, devices, strict=True) if found is None]
+            if missing:
+                raise ConfigError(
+                    f"plan devices {missing} of group {g.id} are not on this machine (local: {sorted(by_id)}); "
+                    "plan for the discovered cluster or use --engine sim"
+                )
+            if len(g.device_ids) > 1:
+                check_pipelined_group(g, devices)  # type: ignore[arg-type]
         slots.append(
             _Slot(
                 name=g.id,
                 role=g.phase,
-                device=device,
-                spec=_spec(config, device, threads, g.config.to_dict(), gpu_type=g.gpu_types[0]),
+                device=devices[0],
+                spec=_spec(config, devices[0], threads, g.config.to_dict(), gpu_type=g.gpu_types[0]),
                 kv_links=kv_links_of(plan, g.id) if config.engine == "sim" else {},
+                stage_devices=tuple(devices) if config.engine == "torch" and len(devices) > 1 else (),  # type: ignore[arg-type]
             )
         )
     return slots
@@ -223,17 +226,22 @@ def _spec(
 
 
 async def _start_nodes(system: ActorSystem, config: RuntimeConfig, slots: list[_Slot]) -> list[Node | None]:
-    """One child OS process per slot, started one after another (about a second each; the weights then load
-    in parallel). NOTE: sequential also because concurrent first `start_node` calls race in `actors`."""
+    """One child OS process per slot, all started at once (each then loads its weights in parallel)."""
     if config.in_process or config.engine == "sim":  # sim devices hold no weights: in this process
         return [None] * len(slots)
-    nodes: list[Node | None] = []
-    for slot in slots:
-        env = {"OMP_NUM_THREADS": str(slot.spec.threads)}
-        if slot.device is not None and slot.device.kind == "cuda":
-            env["CUDA_VISIBLE_DEVICES"] = str(slot.device.index)
-        nodes.append(await system.network.start_node(label=slot.name.replace("/", "-"), env=env))
-    return nodes
+
+    async def start(slot: _Slot) -> Node:
+        env = _device_env(slot.device, slot.spec.threads)
+        return await system.network.start_node(label=slot.name.replace("/", "-"), env=env)
+
+    return list(await asyncio.gather(*(start(s) for s in slots)))
+
+
+def _device_env(device: LocalDevice | None, threads: int) -> dict[str, str]:
+    env = {"OMP_NUM_THREADS": str(threads)}
+    if device is not None and device.kind == "cuda":
+        env["CUDA_VISIBLE_DEVICES"] = str(device.index)
+    return env
 
 
 async def _spawn(
@@ -251,11 +259,11 @@ async def _spawn(
 
         del kwargs["own_process"]
         return await system.spawn(SimDeviceActor, kwargs={**kwargs, "kv_links": slot.kv_links})
-    if node is None:
-        from thunder.runtime.device_actor import DeviceActor
-
-        return await system.spawn(DeviceActor, kwargs=kwargs)
-    return await system.spawn(DEVICE_ACTOR, kwargs=kwargs, node=node)
+    factory = DEVICE_ACTOR
+    if slot.stage_devices:
+        factory = PIPELINE_DEVICE_ACTOR
+        kwargs["stage_env"] = [_device_env(d, slot.spec.threads) for d in slot.stage_devices]
+    return await system.spawn(factory, kwargs=kwargs, node=node)
 
 
 async def _plan_with_profile(
@@ -291,8 +299,9 @@ async def _bind(system: ActorSystem, plan: Plan, refs: dict[str, ActorRef]) -> d
     for g in plan.groups:
         if len(g.device_ids) > 1:
             raise ConfigError(
-                f"group {g.id} spans {len(g.device_ids)} devices; multi-device replica groups are "
-                "not implemented yet for engine='torch'"
+                f"group {g.id} spans {len(g.device_ids)} devices: after a start-up profile only single-device "
+                "groups can be bound to the running devices; serve a multi-device (pipelined) plan with "
+                "--plan FILE"
             )
         bound[g.id] = refs[g.device_ids[0]]
     for ref in refs.values():

@@ -230,6 +230,8 @@ class DeviceInfo(msgspec.Struct, frozen=True, kw_only=True):
     dtype: str
     address: tuple[str, int] | None
     """Where this device's node accepts direct links from peers (None: relayed via the main process)."""
+    stages: list[tuple[int, int, int]] = []
+    """A pipelined group: ``(first_layer, end_layer, pid)`` of each stage in order; empty for one device."""
 
 
 @message

@@ -84,7 +84,7 @@ class StageActor(Actor):
 
     async def on_start(self) -> None:
         self.runner = await asyncio.to_thread(self._build)
-        self.address = await self.system.network.listen("127.0.0.1", 0)
+        self.address = await self.system.network.ensure_listening()  # NOTE: shared with a leader here
 
     def _build(self) -> Any:
         import torch
@@ -138,11 +138,13 @@ class PipelineEngine(BatchingEngine):
         max_num_batched_tokens: int,
         seed: int = 0,
         step_timeout_s: float = 120.0,
+        dtype: Any = None,
     ) -> None:
         from thunder.engine.sampler import Sampler
         from thunder.models import ModelConfig, Tokenizer
 
         self.model_config = cfg = ModelConfig.from_dir(model_dir)
+        self.dtype = dtype  # the stages' torch dtype (weights and KV)
         self.stages = list(stages)
         self.loop = loop
         self.step_timeout_s = step_timeout_s
@@ -191,9 +193,16 @@ async def start_pipeline(
     max_num_batched_tokens: int = 2048,
     threads_per_stage: int = 1,
     seed: int = 0,
+    first_stage_here: bool = False,
+    stage_env: Seq[dict[str, str]] | None = None,
 ) -> tuple[PipelineEngine, list[StageInfo]]:
-    """Start one device process per stage (``layer_split[k]`` layers on stage k), link them in order, and
-    return the leader's engine plus each stage's `StageInfo`. Stop everything with ``system.shutdown()``."""
+    """Start the stages (``layer_split[k]`` layers on stage k), link them in order, and return the leader's
+    engine plus each stage's `StageInfo`. Stop everything with ``system.shutdown()``.
+
+    Each stage gets its own child process (environment ``stage_env[k]``, default: ``OMP_NUM_THREADS``), all
+    started at once so the weights load in parallel; with ``first_stage_here`` stage 0 runs in this process
+    instead (a device actor leading the group holds the first layers itself).
+    """
     import torch
 
     from thunder.engine.config import resolve_dtype
@@ -207,7 +216,12 @@ async def start_pipeline(
             f"layer_split={list(layer_split)}: need positive parts summing to "
             f"{cfg.num_hidden_layers} (the model's layers)"
         )
-    itemsize = torch.empty(0, dtype=resolve_dtype(dtype, "cpu")).element_size()  # type: ignore[arg-type]
+    if stage_env is not None and len(stage_env) != len(layer_split):
+        raise ConfigError(
+            f"stage_env has {len(stage_env)} entries for {len(layer_split)} stages; give one each"
+        )
+    torch_dtype = resolve_dtype(dtype, "cpu")  # type: ignore[arg-type]
+    itemsize = torch.empty(0, dtype=torch_dtype).element_size()
     num_pages = int(kv_cache_gib * (1 << 30)) // (
         cfg.num_hidden_layers * 2 * page_size * cfg.kv_size * itemsize
     )
@@ -216,27 +230,25 @@ async def start_pipeline(
     bounds = [0]
     for n in layer_split:
         bounds.append(bounds[-1] + n)
-    stages: list[ActorRef] = []
-    for k in range(len(layer_split)):
-        node = await system.network.start_node(
-            label=f"stage{k}", env={"OMP_NUM_THREADS": str(threads_per_stage)}
-        )
-        stages.append(
-            await system.spawn(
-                STAGE_ACTOR,
-                node=node,
-                kwargs={
-                    "model": str(model_dir),
-                    "layer_range": [bounds[k], bounds[k + 1]],
-                    "dtype": dtype,
-                    "num_pages": num_pages,
-                    "page_size": page_size,
-                    "threads": threads_per_stage,
-                },
-            )
-        )
+
+    async def start_stage(k: int) -> ActorRef:
+        kwargs = {
+            "model": str(model_dir),
+            "layer_range": [bounds[k], bounds[k + 1]],
+            "dtype": dtype,
+            "num_pages": num_pages,
+            "page_size": page_size,
+            "threads": threads_per_stage,
+        }
+        if k == 0 and first_stage_here:
+            return await system.spawn(StageActor, kwargs=kwargs)
+        env = stage_env[k] if stage_env is not None else {"OMP_NUM_THREADS": str(threads_per_stage)}
+        node = await system.network.start_node(label=f"stage{k}", env=env)
+        return await system.spawn(STAGE_ACTOR, node=node, kwargs=kwargs)
+
+    stages: list[ActorRef] = list(await asyncio.gather(*(start_stage(k) for k in range(len(layer_split)))))
     infos: list[StageInfo] = [await s.ask(GetStageInfo(), timeout=30.0) for s in stages]
-    for k in range(len(stages) - 1):
+    for k in range(1 if first_stage_here else 0, len(stages) - 1):  # stage 0 here already links them all
         await stages[k].ask(LinkStage(infos[k + 1].address), timeout=30.0)
     engine = PipelineEngine(
         model_dir=model_dir,
@@ -247,5 +259,6 @@ async def start_pipeline(
         max_num_seqs=max_num_seqs,
         max_num_batched_tokens=max_num_batched_tokens,
         seed=seed,
+        dtype=torch_dtype,
     )
     return engine, infos

@@ -1,4 +1,4 @@
-"""How `start_runtime` maps a plan onto this machine's devices (one device actor per single-device group)."""
+"""How `start_runtime` maps a plan onto this machine's devices (one device actor per group, led by its first device)."""
 
 from __future__ import annotations
 
@@ -35,10 +35,10 @@ def test_each_group_gets_its_leader_device_and_role(planned) -> None:  # type: i
     assert RuntimeConfig().threads_for(2) >= 1
 
 
-def test_multi_device_group_or_foreign_device_is_refused_for_torch(planned) -> None:  # type: ignore[no-untyped-def]
+def test_tp_group_or_foreign_device_is_refused_for_torch(planned) -> None:  # type: ignore[no-untyped-def]
     plan, local = planned
     tp2 = GroupPlan(id="g9", phase="prefill", config=ReplicaConfig.single(CPU_TYPE, ("local/0", "local/1"), 30))
-    with pytest.raises(ConfigError, match="multi-device replica groups are not implemented"):
+    with pytest.raises(ConfigError, match=r"\(TP=2\); TP inside a served stage is not supported yet"):
         _slots(RuntimeConfig(), dataclasses.replace(plan, groups=(tp2,)), local)
     away = GroupPlan(id="g8", phase="prefill", config=ReplicaConfig.single(CPU_TYPE, ("other/0",), 30))
     with pytest.raises(ConfigError, match="not on this machine"):
