@@ -10,7 +10,7 @@ from safetensors import safe_open
 
 from thunder.models.config import ModelConfig
 from thunder.models.errors import ModelNotFoundError, UnsupportedModelError
-from thunder.models.llama import LlamaForCausalLM
+from thunder.models.llama import LlamaDecoderLayer, LlamaForCausalLM
 
 __all__ = ["build_model", "load_weights"]
 
@@ -101,7 +101,7 @@ def load_weights(model: LlamaForCausalLM, model_dir: Path) -> None:
                     )
                 dest.copy_(tensor)
                 filled.add((id(param), rows.start if rows else None))
-    expected = set()
+    expected: set[tuple[int, int | None]] = set()
     for param in model.parameters():
         blocks = _blocks_of(model, param)
         expected.update((id(param), b) for b in blocks)
@@ -116,6 +116,7 @@ def load_weights(model: LlamaForCausalLM, model_dir: Path) -> None:
 
 def _blocks_of(model: LlamaForCausalLM, param: torch.Tensor) -> list[int | None]:
     for layer in model.layers:
+        assert isinstance(layer, LlamaDecoderLayer)
         if param is layer.qkv_proj.weight or param is layer.qkv_proj.bias:
             return [0, model.config.q_size, model.config.q_size + model.config.kv_size]
         if param is layer.gate_up_proj.weight or param is layer.gate_up_proj.bias:
