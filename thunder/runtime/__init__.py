@@ -24,6 +24,8 @@ _EXPORTS = {
     "KV_TRANSFER_DTYPES": "thunder.runtime.config",
     "LiveState": "thunder.runtime.sink",
     "LocalDevice": "thunder.runtime.discovery",
+    "PipelineDeviceActor": "thunder.runtime.pipeline_device",
+    "PipelineEngine": "thunder.runtime.pipeline",
     "ReplicaLoad": "thunder.runtime.routing",
     "Router": "thunder.runtime.router",
     "RoutingTable": "thunder.runtime.router",
@@ -47,6 +49,7 @@ _EXPORTS = {
     "model_spec_for": "thunder.runtime.planning",
     "profile_engine": "thunder.runtime.profile",
     "routing_table": "thunder.runtime.runtime",
+    "start_pipeline": "thunder.runtime.pipeline",
     "start_runtime": "thunder.runtime.launch",
     "to_samples": "thunder.runtime.profile",
 }

@@ -9,16 +9,17 @@ It serves ``colocated`` only: moving a request's KV into or out of a pipeline (h
 
 from __future__ import annotations
 
+import asyncio
+import importlib
 from typing import TYPE_CHECKING, Any
 
-from thunder.engine.config import ConfigError
 from thunder.runtime.device_actor import DeviceActor
-from thunder.runtime.pipeline import StageInfo, start_pipeline
 
 if TYPE_CHECKING:
     from planner import GroupPlan
     from thunder.runtime.device_core import DeviceCore
     from thunder.runtime.discovery import LocalDevice
+    from thunder.runtime.pipeline import StageInfo
 
 __all__ = ["PIPELINE_DEVICE_ACTOR", "PipelineDeviceActor", "check_pipelined_group", "layer_split_of"]
 
@@ -32,6 +33,8 @@ def layer_split_of(replica_config: dict[str, Any]) -> list[int]:
 
 def check_pipelined_group(group: GroupPlan, devices: list[LocalDevice]) -> None:
     """Raise `ConfigError` unless `group` (on `devices`, in order) can be served by a `PipelineDeviceActor`."""
+    from thunder.engine.config import ConfigError  # NOTE: lazily: it imports torch
+
     for k, stage in enumerate(group.config.stages):
         if stage.tp > 1:
             raise ConfigError(
@@ -64,10 +67,12 @@ class PipelineDeviceActor(DeviceActor):
         self.stage_infos: list[StageInfo] = []
 
     async def _build_core(self) -> DeviceCore:
+        # NOTE: torch loads in a worker thread, so this node keeps answering heartbeats.
+        pipeline = await asyncio.to_thread(importlib.import_module, "thunder.runtime.pipeline")
         from thunder.runtime.device_core import DeviceCore
 
         spec = self.spec
-        engine, self.stage_infos = await start_pipeline(
+        engine, self.stage_infos = await pipeline.start_pipeline(
             self.system,
             layer_split=layer_split_of(spec.replica_config),
             model=spec.model,
