@@ -43,6 +43,15 @@ def run(
     trace: str = typer.Option(
         "conversation", help="Workload the planner plans for (coding | conversation | CSV)."
     ),
+    rate: float | None = typer.Option(
+        None,
+        help="Arrival rate (req/s) to plan for (default: the trace's, or half of what these devices can serve "
+        "within the SLO when that is less).",
+    ),
+    slo_scale: float | None = typer.Option(
+        None,
+        help="Multiply the trace's TTFT/TPOT deadlines (default: 1, doubled until these devices can meet them).",
+    ),
     profile: bool = typer.Option(True, help="Calibrate CPU devices with a short start-up profile."),
     log_level: str = typer.Option("WARNING", help="Python log level."),
 ) -> None:
@@ -63,6 +72,8 @@ def run(
             cluster=str(cluster) if cluster else None,
             plan=str(plan) if plan else None,
             trace=trace,
+            rate=rate,
+            slo_scale=slo_scale,
             kv_transfer_dtype=kv_transfer_dtype,
             kv_group_size=kv_group_size,
             threads_per_device=threads_per_device,

@@ -31,6 +31,11 @@ class RuntimeConfig:
     """Plan JSON to serve as is (no discovery profile, no search)."""
     trace: str = "conversation"
     """Workload the planner plans for (Azure 2023 trace name or CSV path)."""
+    rate: float | None = None
+    """Arrival rate (req/s) to plan for. None: the trace's rate, or half the planned SLO-feasible capacity
+    when that capacity is below the trace's rate (`planning.servable_workload`)."""
+    slo_scale: float | None = None
+    """Multiplier of the trace's TTFT/TPOT deadlines. None: 1, doubled until this hardware can meet them."""
     kv_transfer_dtype: str = "int4"
     kv_group_size: int = 64
     threads_per_device: int | None = None
@@ -63,6 +68,10 @@ class RuntimeConfig:
             raise ConfigError(f"devices={self.devices}: must be >= 1; try 2 (one prefill, one decode)")
         if self.threads_per_device is not None and self.threads_per_device < 1:
             raise ConfigError(f"threads_per_device={self.threads_per_device}: must be >= 1")
+        if self.rate is not None and not self.rate > 0:
+            raise ConfigError(f"rate={self.rate}: must be > 0 requests/s; try 0.5, or leave it unset")
+        if self.slo_scale is not None and not self.slo_scale > 0:
+            raise ConfigError(f"slo_scale={self.slo_scale}: must be > 0; try 1.0 (the trace's deadlines)")
         if self.kv_cache_gib <= 0:
             raise ConfigError(f"kv_cache_gib={self.kv_cache_gib}: must be > 0; try 1.0")
 

@@ -94,6 +94,8 @@ async def _start(
             mode=config.mode,
             workload=planning_workload(model, config.trace),
             seed=config.seed,
+            rate=config.rate,
+            slo_scale=config.slo_scale,
         )
     slots = _slots(config, plan, local)
     streams, live = StreamTable(), LiveState()
@@ -290,6 +292,8 @@ async def _plan_with_profile(
         mode=config.mode,
         workload=planning_workload(model, config.trace),
         seed=config.seed,
+        rate=config.rate,
+        slo_scale=config.slo_scale,
     )
 
 
