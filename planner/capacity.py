@@ -23,7 +23,7 @@ import numpy as np
 
 from planner.config import ReplicaConfig
 from planner.cost_model import CostModel
-from planner.queueing import WaitTail, mg1_wait, mmc_wait
+from planner.queueing import NO_WAIT, WaitTail, mg1_wait, mmc_wait, sum_exceeds
 from planner.workload import SLO, Workload
 
 ATTAIN_TARGET = 0.9
@@ -90,42 +90,126 @@ def _largest_rate(hit_share: Callable[[float], float], hi: float, target: float)
     return lo
 
 
+PREFILL_BATCH_TOKENS = 2048
+"""Prompt tokens a prefill replica batches per pass at most (vLLM max_num_batched_tokens; the simulator's default)."""
+PREFILL_GRID_POINTS = 12
+"""Batch sizes (in tokens) at which a prefill profile tabulates the cost model's pass time."""
+
+
 @dataclass(frozen=True, slots=True, kw_only=True, eq=False)
 class PrefillProfile:
+    """A prefill replica that batches waiting prompts under a token budget (as the simulator and vLLM do).
+
+    At arrival rate λ the batch holds the prompts that arrive during one pass: n tokens with
+    n = max(E[p], λ·E[p]·T(n)) (fixed point, capped at `batch_tokens`), T(n) = the pipeline's issue interval for
+    n tokens. An arrival finds a pass under way with probability min(1, λ·E[p]·T(n)/n) and waits for its residual
+    (mean T(n)/2, widened by the prompt-length variance at small batches); past the budget the backlog of full
+    batches is an M/G/1 queue of per-prompt service T(B)·E[p]/B. Its own pass is its prompt plus the batch's other
+    n − E[p] tokens."""
+
     latency: np.ndarray
     """Prefill latency of each sampled request alone on the replica (s)."""
     service_mean: float
+    """Mean issue interval of one prompt alone (s)."""
     service_sq: float
     rate_cap: float
     """SLO-feasible arrival rate (req/s): `COMPONENT_TARGET` of requests meet the TTFT deadline."""
     deadline_s: float = math.inf
+    mean_prompt: float = 1.0
+    batch_tokens: float = PREFILL_BATCH_TOKENS
+    token_grid: np.ndarray | None = None
+    """float[G]: batch sizes in tokens (ascending, from `mean_prompt`)."""
+    interval_grid: np.ndarray | None = None
+    """float[G]: issue interval of a batch of `token_grid` tokens of mean-shaped prompts (s)."""
+    extra_grid: np.ndarray | None = None
+    """float[E]: tokens of other prompts sharing a request's pass."""
+    latency_grid: np.ndarray | None = None
+    """float[E, n]: latency of each sampled request's pass with `extra_grid` other tokens (s)."""
+
+    def batch(self, rate: float) -> tuple[float, float]:
+        """(tokens per pass n, issue interval T(n)) at arrival rate `rate`: the fixed point, capped at the budget."""
+        assert self.token_grid is not None and self.interval_grid is not None
+        n = self.mean_prompt
+        for _ in range(60):
+            nxt = min(max(self.mean_prompt, rate * self.mean_prompt * self._interval(n)), self.token_grid[-1])
+            if abs(nxt - n) <= 1e-3 * n:
+                n = nxt
+                break
+            n = nxt
+        return n, self._interval(n)
+
+    def _interval(self, tokens: float) -> float:
+        assert self.token_grid is not None and self.interval_grid is not None
+        return float(np.interp(tokens, self.token_grid, self.interval_grid))
+
+    def _waits(self, rate: float) -> tuple[WaitTail, WaitTail, float]:
+        """(residual of the pass under way, backlog past the token budget, tokens per pass) at `rate`."""
+        if rate <= 0:
+            return NO_WAIT, NO_WAIT, self.mean_prompt
+        n, interval = self.batch(rate)
+        k = n / self.mean_prompt
+        busy = min(1.0, rate * interval / k)
+        cv2 = max(self.service_sq / self.service_mean**2 - 1.0, 0.0)
+        residual = WaitTail(busy, 2.0 / (interval * (1.0 + cv2 / k)))
+        full = self.token_grid[-1]  # type: ignore[index]
+        per_prompt = self._interval(full) * self.mean_prompt / full
+        backlog = mg1_wait(rate, per_prompt, per_prompt * self._interval(full))
+        return residual, backlog, n
 
     def wait(self, rate: float) -> float:
         """Mean queueing delay at arrival rate `rate` (inf at or past saturation)."""
-        return self.wait_tail(rate).mean
+        residual, backlog, _ = self._waits(rate)
+        return residual.mean + backlog.mean
 
-    def wait_tail(self, rate: float) -> WaitTail:
-        return mg1_wait(rate, self.service_mean, self.service_sq)
+    def pass_latency(self, rate: float) -> np.ndarray:
+        """float[n]: latency of each sampled request's own (batched) pass at arrival rate `rate` (s)."""
+        if self.extra_grid is None or self.latency_grid is None or rate <= 0:
+            return self.latency
+        _, _, n = self._waits(rate)
+        extra = min(n - self.mean_prompt, float(self.extra_grid[-1]))
+        hi = int(np.clip(np.searchsorted(self.extra_grid, extra), 1, self.extra_grid.size - 1))
+        lo_e, hi_e = self.extra_grid[hi - 1], self.extra_grid[hi]
+        w = (extra - lo_e) / (hi_e - lo_e) if hi_e > lo_e else 0.0
+        return (1 - w) * self.latency_grid[hi - 1] + w * self.latency_grid[hi]
 
     def hit(self, rate: float) -> np.ndarray:
         """float[n]: P(TTFT <= deadline) of each sampled request at arrival rate `rate`."""
-        return 1.0 - self.wait_tail(rate).exceeds(self.deadline_s - self.latency)
+        residual, backlog, _ = self._waits(rate)
+        return 1.0 - sum_exceeds(residual, backlog, self.deadline_s - self.pass_latency(rate))
 
 
-def prefill_profile(cost_model: CostModel, config: ReplicaConfig, sample: WorkloadSample) -> PrefillProfile:
+def prefill_profile(cost_model: CostModel, config: ReplicaConfig, sample: WorkloadSample,
+                    batch_tokens: float = PREFILL_BATCH_TOKENS) -> PrefillProfile:
     s = sample.prompts
-    load = {"tokens": s, "attn_pairs": s * (s + 1) / 2, "kv_tokens": s, "heads": 1.0}
+    mean_p = float(s.mean())
+    pairs_per_token = float((s * (s + 1) / 2).mean()) / mean_p
     last = config.pp - 1
-    stages = np.stack([cost_model.stage_cost(st, st.num_layers, first=k == 0, last=k == last, **load)  # type: ignore[arg-type]
-                       for k, st in enumerate(config.stages)])
-    latency = stages.sum(axis=0) + cost_model.hop_time(config, s)  # type: ignore[arg-type]
-    service = stages.max(axis=0)
-    mean, sq = float(service.mean()), float((service**2).mean())
-    draft = PrefillProfile(latency=latency, service_mean=mean, service_sq=sq, rate_cap=0.0,
-                           deadline_s=sample.slo.ttft_s)
-    cap = _largest_rate(lambda r: float(draft.hit(r).mean()), 1.0 / mean, COMPONENT_TARGET)
-    return PrefillProfile(latency=latency, service_mean=mean, service_sq=sq, rate_cap=cap,
-                          deadline_s=sample.slo.ttft_s)
+
+    def stages(tokens: np.ndarray, pairs: np.ndarray, heads: np.ndarray) -> np.ndarray:
+        return np.stack([cost_model.stage_cost(st, st.num_layers, first=k == 0, last=k == last, tokens=tokens,  # type: ignore[arg-type]
+                                               attn_pairs=pairs, kv_tokens=tokens, heads=heads)
+                         for k, st in enumerate(config.stages)])
+
+    solo = stages(s, s * (s + 1) / 2, np.ones_like(s))
+    latency = solo.sum(axis=0) + cost_model.hop_time(config, s)  # type: ignore[arg-type]
+    service = solo.max(axis=0)
+    full = max(float(batch_tokens), mean_p)
+    tokens = np.unique(np.geomspace(mean_p, full, PREFILL_GRID_POINTS))
+    interval = stages(tokens, tokens * pairs_per_token, tokens / mean_p).max(axis=0)
+    extra = np.concatenate([[0.0], np.geomspace(min(mean_p, full - mean_p) or 1.0, max(full - mean_p, 1.0),
+                                                PREFILL_GRID_POINTS - 1)])
+    extra = np.unique(extra)
+    e = extra[:, None]
+    tok = s[None, :] + e
+    lat_grid = stages(tok, s * (s + 1) / 2 + e * pairs_per_token, 1 + e / mean_p).sum(axis=0) + \
+        cost_model.hop_time(config, tok)  # type: ignore[arg-type]
+    base = {"latency": latency, "service_mean": float(service.mean()), "service_sq": float((service**2).mean()),
+            "deadline_s": sample.slo.ttft_s, "mean_prompt": mean_p, "batch_tokens": full, "token_grid": tokens,
+            "interval_grid": interval, "extra_grid": extra, "latency_grid": lat_grid}
+    draft = PrefillProfile(rate_cap=0.0, **base)  # type: ignore[arg-type]
+    saturation = full / (mean_p * float(interval[-1]))
+    cap = _largest_rate(lambda r: float(draft.hit(r).mean()), saturation, COMPONENT_TARGET)
+    return PrefillProfile(rate_cap=cap, **base)  # type: ignore[arg-type]
 
 
 TPOT_GRID_POINTS = 10
@@ -197,4 +281,4 @@ def decode_profile(cost_model: CostModel, config: ReplicaConfig, sample: Workloa
 
 
 __all__ = ["ATTAIN_TARGET", "COMPONENT_TARGET", "DecodeProfile", "KV_OCCUPANCY", "MAX_RESIDENT_SEQUENCES",
-           "PrefillProfile", "WorkloadSample", "decode_profile", "prefill_profile"]
+           "PREFILL_BATCH_TOKENS", "PrefillProfile", "WorkloadSample", "decode_profile", "prefill_profile"]
