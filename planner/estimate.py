@@ -1,7 +1,8 @@
 """Analytical plan score: SLO attainment, throughput and capacity of a (grouping, phases, routing) at a rate.
 
 Per sampled request r routed prefill i → decode j (queue formulas in `queueing.py`, profiles in `capacity.py`):
-    P(TTFT ok) = 1 − P(W_i > D_ttft − latency_i(r))                       (M/G/1 tail of prefill i)
+    P(TTFT ok) = 1 − P(W_i > D_ttft − latency_i(r, λ_i))   (batched prefill i: residual of the pass under way +
+                 backlog past the token budget; latency of r's pass with the prompts batched with it at λ_i)
     P(TPOT ok) = 1 − P(W_ij + W_j^kv > (D_tpot − TPOT_j)·(out_r − 1) − T_ij(r))
                  W_ij: M/G/1 wait of the KV link i→j (transfers serialise), W_j^kv: M/M/c wait for a KV slot on j,
                  T_ij(r) = α + compressed bytes/β: the handoff delays the second token.
@@ -73,7 +74,7 @@ class Orchestration:
             flows = cap * BREAKPOINTS
             return convex_segments(flows, np.array([f * delay(f) if f > 0 else 0.0 for f in flows]))
 
-        pre = [seg(c, lambda f, p=p: (float(p.latency.mean()) + p.wait(f)) / s.slo.ttft_s)
+        pre = [seg(c, lambda f, p=p: (float(p.pass_latency(f).mean()) + p.wait(f)) / s.slo.ttft_s)
                for p, c in zip(self.prefill, cap_p, strict=True)]
 
         def decode_delay(f: float, d: DecodeProfile) -> float:
@@ -124,7 +125,7 @@ class Orchestration:
                 hit[i, j] = float((ttft_hit[i] * (1.0 - sum_exceeds(link, kv, slack))).mean())
         attainment = float((flows * hit).sum() / rate)
         waits = np.array([p.wait(x) for p, x in zip(self.prefill, load_p, strict=True)])
-        lat = np.stack([p.latency for p in self.prefill])
+        lat = np.stack([p.pass_latency(x) for p, x in zip(self.prefill, load_p, strict=True)])
         healthy = np.isfinite(waits)[:, None] & np.isfinite(tpots)[None, :]
         weights = flows * healthy
         wsum = float(weights.sum())
