@@ -53,7 +53,6 @@ def test_estimated_attainment_tracks_the_simulator(name: str) -> None:
         assert at.prediction.slo_attainment == pytest.approx(simulated, abs=TOLERANCE), (name, share)
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("name", ["conversation", "coding"])
 def test_estimate_tracks_the_simulator_where_prefill_batches(name: str) -> None:
     cluster = Cluster.from_toml(CLUSTERS / "paper-cloud-32.toml")
