@@ -58,9 +58,9 @@ def _build_torch(spec: EngineSpec) -> Engine:
 
     config = EngineConfig(
         model=spec.model,
-        dtype=spec.dtype,
-        device=spec.device,
-        num_threads=spec.threads,  # type: ignore[arg-type]
+        dtype=spec.dtype,  # type: ignore[arg-type]  # EngineConfig validates the string
+        device=spec.device,  # type: ignore[arg-type]
+        num_threads=spec.threads,
         kv_cache_gib=spec.kv_cache_gib,
         max_num_seqs=spec.max_num_seqs,
         max_num_batched_tokens=spec.max_num_batched_tokens,

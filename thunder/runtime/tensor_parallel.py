@@ -19,7 +19,7 @@ import torch.distributed as dist
 from torch import nn
 
 from thunder.models import LlamaForCausalLM
-from thunder.models.llama import LlamaDecoderLayer
+from thunder.models.llama import Linear, LlamaDecoderLayer
 
 __all__ = ["RowParallelLinear", "even_split", "init_group", "shard_model_"]
 
@@ -63,14 +63,16 @@ class RowParallelLinear(nn.Module):
         return out if self.bias is None else out + self.bias
 
 
-def _column_slice(full: nn.Linear, rows: list[tuple[int, int]]) -> nn.Linear:
-    """A linear layer holding only output rows ``rows`` of ``full`` (column parallel)."""
+def _column_slice(full: nn.Linear, rows: list[tuple[int, int]]) -> Linear:
+    """A linear layer holding only output rows ``rows`` of ``full`` (column parallel; pre-packed if it was)."""
     w = torch.cat([full.weight.data[a:b] for a, b in rows])
-    out = nn.Linear(w.shape[1], w.shape[0], full.bias is not None, dtype=w.dtype, device=w.device)
+    out = Linear(w.shape[1], w.shape[0], full.bias is not None, dtype=w.dtype, device=w.device)
     out.weight.data.copy_(w)
     if full.bias is not None:
         out.bias.data.copy_(torch.cat([full.bias.data[a:b] for a, b in rows]))
     out.requires_grad_(False)
+    if getattr(full, "_packed", None) is not None:
+        out.prepack()
     return out
 
 
