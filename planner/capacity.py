@@ -127,13 +127,16 @@ class PrefillProfile:
     def batch(self, rate: float) -> tuple[float, float]:
         """(tokens per pass n, issue interval T(n)) at arrival rate `rate`: the fixed point, capped at the budget."""
         assert self.token_grid is not None and self.interval_grid is not None
-        n = self.mean_prompt
-        for _ in range(60):
-            nxt = min(max(self.mean_prompt, rate * self.mean_prompt * self._interval(n)), self.token_grid[-1])
-            if abs(nxt - n) <= 1e-3 * n:
-                n = nxt
-                break
-            n = nxt
+        grid, interval = self.token_grid, self.interval_grid
+        gap = rate * self.mean_prompt * interval - grid  # > 0 where a pass of that size is too small
+        if gap[0] <= 0:
+            return float(grid[0]), float(interval[0])
+        below = np.flatnonzero(gap <= 0)
+        if below.size == 0:
+            return float(grid[-1]), float(interval[-1])
+        hi = int(below[0])  # T is linear between grid points: the crossing solves the fixed point exactly there
+        w = gap[hi - 1] / (gap[hi - 1] - gap[hi])
+        n = float(grid[hi - 1] + w * (grid[hi] - grid[hi - 1]))
         return n, self._interval(n)
 
     def _interval(self, tokens: float) -> float:
