@@ -191,7 +191,7 @@ def prefill_profile(cost_model: CostModel, config: ReplicaConfig, sample: Worklo
     last = config.pp - 1
 
     def stages(tokens: np.ndarray, pairs: np.ndarray, heads: np.ndarray) -> np.ndarray:
-        return np.stack([cost_model.stage_cost(st, st.num_layers, first=k == 0, last=k == last, tokens=tokens,  # type: ignore[arg-type]
+        return np.stack([cost_model.stage_cost(st, st.num_layers, first=k == 0, last=k == last, tokens=tokens,
                                                attn_pairs=pairs, kv_tokens=tokens, heads=heads)
                          for k, st in enumerate(config.stages)])
 

@@ -152,8 +152,9 @@ class CostModel:
         return self.max_kv_tokens(config) >= max(kv_tokens, 1)
 
     # ---- stage times --------------------------------------------------------------------------------------------
-    def stage_cost(self, stage: StageConfig, layers: np.ndarray | float, *, first: bool, last: bool, tokens: float,
-                   attn_pairs: float, kv_tokens: float, heads: float) -> np.ndarray:
+    def stage_cost(self, stage: StageConfig, layers: np.ndarray | float, *, first: bool, last: bool,
+                   tokens: np.ndarray | float, attn_pairs: np.ndarray | float, kv_tokens: np.ndarray | float,
+                   heads: np.ndarray | float) -> np.ndarray:
         """Roofline time of one stage holding `layers` layers (scalar or array, for the layer-split DP).
 
         tokens: tokens through the linear layers; attn_pairs: (query, context) pairs; kv_tokens: KV tokens written

@@ -20,10 +20,12 @@ def _root() -> None:
 
 def _register() -> None:
     # NOTE: each sub-command lives in its own module and registers itself on `app` at import time.
-    from thunder.cli import run_cmd  # noqa: F401
-    from thunder.cli import plan_cmd  # noqa: F401
-    from thunder.cli import simulate_cmd  # noqa: F401
-    from thunder.cli import generate_cmd  # noqa: F401
+    from thunder.cli import (
+        generate_cmd,  # noqa: F401
+        plan_cmd,  # noqa: F401
+        run_cmd,  # noqa: F401
+        simulate_cmd,  # noqa: F401
+    )
 
 
 def main() -> None:
