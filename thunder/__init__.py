@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from thunder._threads import apply_openmp_defaults
+
+apply_openmp_defaults()
+
 if TYPE_CHECKING:
     from thunder.llm import AsyncLLM
 
