@@ -2,8 +2,9 @@
 
 Profiles SmolLM2 (the embedded model) with `thunder.engine.LLMEngine` on this machine's CPU: prefill steps over
 batch sizes x prompt lengths and decode steps over batch sizes x context lengths (median of repeats). Every
-other point calibrates `CostModel` (`planner.calibrate`: effective FLOP/s, memory bandwidth and per-step overhead
-of device type "cpu"); the rest are held out and predicted with the very code the planner and the simulator use
+other point calibrates `CostModel` (`planner.calibrate`: effective FLOP/s, memory bandwidth, per-step overhead
+and the bandwidth of attention's KV reads (CPU attention gathers each layer's KV pages: time grows with
+batch × context beyond the roofline) of device type "cpu"); the rest are held out and predicted with the very code the planner and the simulator use
 (`CostModel.prefill_time` / `decode_step_time`). Target: every held-out point within 20 %.
 
     .venv/bin/python benchmarks/cost_model_check.py [--threads N] [--repeats R]
@@ -117,7 +118,7 @@ def main() -> None:
     console.print(table)
     train_err = [abs(predict(fitted, s) - s.seconds) / s.seconds for s in train]
     console.print(f"fitted cpu constants: {consts.flops / 1e9:.1f} GFLOP/s, {consts.mem_bw / 1e9:.1f} GB/s, "
-                  f"overhead {consts.overhead_s * 1e3:.2f} ms/step")
+                  f"overhead {consts.overhead_s * 1e3:.2f} ms/step, attention KV reads {consts.kv_read_bw / 1e9:.2f} GB/s")
     within = sum(e <= 0.2 for e in errors)
     console.print(f"held-out |error|: median {statistics.median(errors):.1%}, max {max(errors):.1%}; "
                   f"{within}/{len(errors)} within 20% (train median {statistics.median(train_err):.1%})")

@@ -1,7 +1,10 @@
-"""Fit a device type's effective FLOP/s, memory bandwidth and per-step overhead to measured step times.
+"""Fit a device type's effective FLOP/s, memory bandwidth, per-step overhead and KV-read bandwidth to measured
+step times.
 
-The fitted form is the cost model's own roofline, `o + max(FLOPs/F, bytes/B)`, evaluated for the profiled
-single-stage replica; the fit minimises relative error with `scipy.optimize.least_squares` (log-parameters).
+The fitted form is the cost model's own stage time, `o + max(FLOPs/F, bytes/B) + KV bytes read/A`, evaluated for
+the profiled single-stage replica; the fit minimises relative error with `scipy.optimize.least_squares`
+(log-parameters). A is fitted only when the profile can separate it: at least `MIN_SAMPLES_FOR_KV` samples and
+decode steps at two or more batch × context sizes; otherwise it keeps the prior's value (inf for catalog GPUs).
 """
 
 from __future__ import annotations
@@ -20,7 +23,12 @@ from planner.errors import SpecError
 from planner.gpus import GIB
 
 if TYPE_CHECKING:
-    from planner.cost_model import CostModel
+    from planner.cost_model import CostModel, DeviceConstants
+
+MIN_SAMPLES_FOR_KV = 5
+"""Samples of one device type needed before the KV-read bandwidth is fitted as a fourth constant."""
+KV_READ_BW_BOUNDS = (1e6, 1e16)
+"""bytes/s: the fitted KV-read bandwidth stays finite (an upper-bound fit means the term is negligible)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -80,21 +88,43 @@ def calibrate(cost_model: CostModel, profile: Iterable[ProfileSample], *, memory
         mem = (memory_gib * GIB * USABLE_MEMORY_FRACTION if memory_gib is not None
                else prior.memory_bytes if prior is not None else _host_memory_gib() * GIB * USABLE_MEMORY_FRACTION)
         start = prior or DeviceConstants(flops=1e11, mem_bw=1e10, memory_bytes=mem)
-        measured = np.array([s.seconds for s in group])
-
-        def residuals(logp: np.ndarray, group: list[ProfileSample] = group, gpu_type: str = gpu_type,
-                      mem: float = mem, measured: np.ndarray = measured) -> np.ndarray:
-            consts = DeviceConstants(flops=math.exp(logp[0]), mem_bw=math.exp(logp[1]), memory_bytes=mem,
-                                     overhead_s=math.exp(logp[2]))
-            trial = cost_model.with_devices(**{gpu_type: consts})
-            pred = np.array([predict(trial, s) for s in group])
-            return (pred - measured) / measured
-
-        x0 = np.log([start.flops, start.mem_bw, max(start.overhead_s, 1e-5)])
-        sol = least_squares(residuals, x0, method="trf", x_scale=1.0, max_nfev=400)
-        fitted[gpu_type] = DeviceConstants(flops=math.exp(sol.x[0]), mem_bw=math.exp(sol.x[1]), memory_bytes=mem,
-                                           overhead_s=math.exp(sol.x[2]))
+        fitted[gpu_type] = _fit(cost_model, gpu_type, group, start, mem, fit_kv=_separates_kv(group))
     return cost_model.with_devices(**fitted)
 
 
-__all__ = ["ProfileSample", "calibrate", "predict"]
+def _separates_kv(group: list[ProfileSample]) -> bool:
+    """Whether a profile can tell the KV-read term from the roofline: enough samples and decode steps at two or
+    more batch × context sizes."""
+    sizes = {s.batch_size * s.seq_len for s in group if s.phase == "decode"}
+    return len(group) >= MIN_SAMPLES_FOR_KV and len(sizes) >= 2
+
+
+def _fit(cost_model: CostModel, gpu_type: str, group: list[ProfileSample], start: DeviceConstants, mem: float,
+         *, fit_kv: bool) -> DeviceConstants:
+    from planner.cost_model import DeviceConstants
+
+    measured = np.array([s.seconds for s in group])
+    lo_kv, hi_kv = (math.log(b) for b in KV_READ_BW_BOUNDS)
+
+    def consts(logp: np.ndarray) -> DeviceConstants:
+        kv = math.exp(logp[3]) if fit_kv else start.kv_read_bw
+        return DeviceConstants(flops=math.exp(logp[0]), mem_bw=math.exp(logp[1]), memory_bytes=mem,
+                               overhead_s=math.exp(logp[2]), kv_read_bw=kv)
+
+    def residuals(logp: np.ndarray) -> np.ndarray:
+        trial = cost_model.with_devices(**{gpu_type: consts(logp)})
+        pred = np.array([predict(trial, s) for s in group])
+        return (pred - measured) / measured
+
+    x0 = [math.log(start.flops), math.log(start.mem_bw), math.log(max(start.overhead_s, 1e-5))]
+    lower, upper = [-np.inf] * 3, [np.inf] * 3
+    if fit_kv:  # start where the term is small but not negligible; the bounds keep it finite
+        prior_kv = start.kv_read_bw if math.isfinite(start.kv_read_bw) else start.mem_bw
+        x0.append(float(np.clip(math.log(prior_kv), lo_kv + 1e-3, hi_kv - 1e-3)))
+        lower.append(lo_kv)
+        upper.append(hi_kv)
+    sol = least_squares(residuals, np.array(x0), bounds=(lower, upper), method="trf", x_scale=1.0, max_nfev=400)
+    return consts(sol.x)
+
+
+__all__ = ["KV_READ_BW_BOUNDS", "MIN_SAMPLES_FOR_KV", "ProfileSample", "calibrate", "predict"]

@@ -1,7 +1,12 @@
 """Analytical step-time and memory model for one replica (roofline per stage + α-β links).
 
-Per stage of `l` layers, TP degree `t`, device constants (F FLOP/s, B bytes/s, overhead o):
-    time = o + max(FLOPs / (t·F), bytes / (t·B)) + TP all-reduce (2 per layer, ring: 2(t-1)α + 2(t-1)/t · msg/β)
+Per stage of `l` layers, TP degree `t`, device constants (F FLOP/s, B bytes/s, overhead o, KV-read bandwidth A):
+    time = o + max(FLOPs / (t·F), bytes / (t·B)) + KV bytes read / (t·A)
+           + TP all-reduce (2 per layer, ring: 2(t-1)α + 2(t-1)/t · msg/β)
+The attention term KV/A is time the roofline does not overlap: on a CPU each layer gathers every sequence's KV
+pages into a padded batch before its matmuls, so a decode step grows with batch × context beyond the weight read.
+GPU kernels read KV in place, overlapped with the weights (inside the roofline's bytes), so catalog devices have
+A = inf (no extra term); `calibrate()` fits A when the profile varies batch × context.
 Prefill FLOPs = l·(T·linear + attn·Σ s(s+1)/2) (+ LM head for the last token of each prompt on the last stage);
 bytes = weights + KV written. Decode FLOPs = l·b·(linear + attn·ctx) (+ b LM heads); bytes = weights + KV read.
 A PP hop sends the activations (tokens·hidden·dtype) over the stage link.
@@ -55,6 +60,8 @@ class DeviceConstants:
     """Usable memory per device."""
     overhead_s: float = 0.0
     """Fixed time per step per stage (kernel launches, scheduling)."""
+    kv_read_bw: float = math.inf
+    """bytes/s at which attention reads the KV cache *in addition to* the roofline (inf: no extra term)."""
 
     @classmethod
     def from_gpu(cls, gpu: GPUType, *, compute_efficiency: float = COMPUTE_EFFICIENCY,
@@ -169,6 +176,8 @@ class CostModel:
         if last:
             flops = flops + heads * m.lm_head_flops_per_token
         time = c.overhead_s + np.maximum(flops / (t * c.flops), nbytes / (t * c.mem_bw))
+        if math.isfinite(c.kv_read_bw):
+            time = time + layers * kv_tokens * kvl / (t * c.kv_read_bw)
         if t > 1:
             msg = tokens * m.hidden_size * self.dtype_bytes
             per_allreduce = 2 * (t - 1) * stage.tp_latency + 2 * (t - 1) / t * msg / stage.tp_bandwidth

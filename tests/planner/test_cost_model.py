@@ -106,6 +106,50 @@ def test_calibrate_recovers_constants_and_predicts_held_out() -> None:
     assert max(errors) < 0.08
 
 
+def test_kv_read_term_adds_serial_attention_time() -> None:
+    # CPU-style attention: KV bytes read at A bytes/s on top of the roofline (divided over TP like the rest)
+    a = 4e9
+    cm = CostModel(model=LLAMA, devices={"x": DeviceConstants(flops=F, mem_bw=B, memory_bytes=48e9, kv_read_bw=a)})
+    ctx, batch = 1000, 4
+    kv = batch * ctx * LLAMA.kv_bytes_per_token(2)
+    nbytes = LLAMA.param_count * 2 + kv
+    assert cm.decode_step_time(_one_stage(), batch, ctx) == pytest.approx(nbytes / B + kv / a, rel=1e-9)
+    # prefill reads (gathers) the prompt's own KV once: s tokens
+    s = 2000
+    extra = s * LLAMA.kv_bytes_per_token(2) / a
+    assert cm.prefill_time(_one_stage(), [s]) == pytest.approx(CM.prefill_time(_one_stage(), [s]) + extra, rel=1e-9)
+    tp2 = cm.decode_step_time(_one_stage(tp=2, bw=math.inf), batch, ctx)
+    assert tp2 == pytest.approx((nbytes / B + kv / a) / 2, rel=1e-9)
+    assert CM.constants("x").kv_read_bw == math.inf  # catalog devices: no extra term
+
+
+def _synthetic(truth: DeviceConstants, grid: list[tuple[str, int, int]], noise: float) -> list[ProfileSample]:
+    true_cm = CostModel(model=ModelSpec.from_catalog("smollm2-135m"), devices={"cpu": truth})
+    rng = np.random.default_rng(0)
+    shapes = [ProfileSample(phase=p, gpu_type="cpu", batch_size=b, seq_len=s, seconds=1.0) for p, b, s in grid]
+    return [ProfileSample(phase=x.phase, gpu_type="cpu", batch_size=x.batch_size, seq_len=x.seq_len,
+                          seconds=predict(true_cm, x) * (1 + noise * rng.standard_normal())) for x in shapes]
+
+
+def test_calibrate_recovers_kv_read_bandwidth() -> None:
+    truth = DeviceConstants(flops=3e11, mem_bw=4e10, memory_bytes=16e9, overhead_s=8e-3, kv_read_bw=4e9)
+    grid = [("prefill", b, s) for b in (1, 2, 4) for s in (32, 128, 256)] + \
+           [("decode", b, s) for b in (1, 4, 16) for s in (32, 128, 256)]
+    samples = _synthetic(truth, grid, noise=0.01)
+    fitted = CostModel(model=ModelSpec.from_catalog("smollm2-135m"), devices={}).calibrate(samples[0::2], memory_gib=16)
+    c = fitted.constants("cpu")
+    assert c.kv_read_bw == pytest.approx(truth.kv_read_bw, rel=0.15)
+    errors = [abs(predict(fitted, s) - s.seconds) / s.seconds for s in samples[1::2]]
+    assert max(errors) < 0.05
+
+
+def test_calibrate_keeps_kv_term_off_when_the_profile_cannot_separate_it() -> None:
+    truth = DeviceConstants(flops=3e11, mem_bw=4e10, memory_bytes=16e9, overhead_s=8e-3)
+    samples = _synthetic(truth, [("prefill", 1, 64), ("prefill", 1, 256), ("decode", 1, 64), ("decode", 8, 64)], 0.0)
+    fitted = CostModel(model=ModelSpec.from_catalog("smollm2-135m"), devices={}).calibrate(samples, memory_gib=16)
+    assert fitted.constants("cpu").kv_read_bw == math.inf
+
+
 def test_calibrate_rejects_thin_profiles() -> None:
     with pytest.raises(Exception, match="need >= 3"):
         CM.calibrate([ProfileSample(phase="decode", gpu_type="x", batch_size=1, seq_len=1, seconds=0.1)])
