@@ -8,7 +8,9 @@ from dataclasses import dataclass
 from thunder.engine.config import ConfigError
 from thunder.models import DEFAULT_MODEL
 
-__all__ = ["KV_TRANSFER_DTYPES", "RuntimeConfig"]
+__all__ = ["CPU_POLICIES", "KV_TRANSFER_DTYPES", "RuntimeConfig"]
+
+CPU_POLICIES = ("decode-first", "even")
 
 KV_TRANSFER_DTYPES = ("int4", "fp16", "fp32")
 _ENGINES = ("torch", "sim")
@@ -39,7 +41,13 @@ class RuntimeConfig:
     kv_transfer_dtype: str = "int4"
     kv_group_size: int = 64
     threads_per_device: int | None = None
-    """torch threads per CPU device (default: cores // devices, at least 1)."""
+    """torch threads per CPU device (default: from `cpu_policy`)."""
+    cpu_policy: str = "decode-first"
+    """How CPU device processes share the cores (`runtime.cpu_policy`): ``decode-first`` gives each decode
+    device all cores' threads and prefill devices half the cores at a lower priority (``prefill_nice``), so
+    decode steps are not stalled by prefill; ``even`` splits the cores evenly at equal priority."""
+    prefill_nice: int = 10
+    """Niceness of prefill device processes under ``decode-first`` (0-19; 0 keeps normal priority)."""
     kv_cache_gib: float = 1.0
     max_num_seqs: int = 128
     max_num_batched_tokens: int = 2048
@@ -66,6 +74,10 @@ class RuntimeConfig:
                 raise ConfigError(f"{name}={getattr(self, name)}: must be >= 1")
         if self.devices is not None and self.devices < 1:
             raise ConfigError(f"devices={self.devices}: must be >= 1; try 2 (one prefill, one decode)")
+        if self.cpu_policy not in CPU_POLICIES:
+            raise ConfigError(f"cpu_policy={self.cpu_policy!r}: choose one of {CPU_POLICIES}")
+        if not 0 <= self.prefill_nice <= 19:
+            raise ConfigError(f"prefill_nice={self.prefill_nice}: must be within 0-19; try 10")
         if self.threads_per_device is not None and self.threads_per_device < 1:
             raise ConfigError(f"threads_per_device={self.threads_per_device}: must be >= 1")
         if self.rate is not None and not self.rate > 0:

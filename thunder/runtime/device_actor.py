@@ -14,6 +14,7 @@ import asyncio
 import logging
 import os
 import signal
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -87,6 +88,9 @@ class DeviceActor(Actor):
         self._idle = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._failure: BaseException | None = None
+        # NOTE: one compute thread for the engine's whole life, so torch's per-thread OpenMP settings
+        # (`SetRole.threads`) reach every step.
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"device-{replica}")
 
     async def on_start(self) -> None:
         self.core = await self._build_core()
@@ -99,7 +103,9 @@ class DeviceActor(Actor):
 
     async def _build_core(self) -> DeviceCore:
         # NOTE: torch and the engine load in a worker thread, so this node keeps answering heartbeats.
-        return await asyncio.to_thread(_build_core, self.spec, self.replica, self.initial_role)
+        return await asyncio.get_running_loop().run_in_executor(
+            self._pool, _build_core, self.spec, self.replica, self.initial_role
+        )
 
     def _check_role(self, role: str) -> None:
         if role not in self.roles:
@@ -109,6 +115,7 @@ class DeviceActor(Actor):
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
+        self._pool.shutdown(wait=False)
 
     def holds_work(self) -> bool:
         return self.core is not None and (bool(self._inbox) or self.core.has_work())
@@ -136,6 +143,9 @@ class DeviceActor(Actor):
         previous, core.role = core.role, msg.role
         if msg.replica:
             self.replica = core.replica = msg.replica
+        nice = msg.nice if self.own_process else 0  # NOTE: never renice the main process (in_process mode)
+        if msg.threads > 0 or nice > 0:
+            self._job(lambda: _apply_cpu_share(msg.threads, nice))  # on the compute thread
         log.info("%s: role %s -> %s (engine kept)", self.replica, previous, msg.role)
         return previous
 
@@ -203,8 +213,10 @@ class DeviceActor(Actor):
     async def _compute(
         self, core: DeviceCore, inbox: list[Any], jobs: list[tuple[Any, asyncio.Future[Any]]]
     ) -> StepOutcome:
-        """Apply the inbox and run one step in a worker thread (the loop keeps receiving meanwhile)."""
-        return await asyncio.to_thread(self._step_sync, core, inbox, jobs)
+        """Apply the inbox and run one step in the compute thread (the loop keeps receiving meanwhile)."""
+        return await asyncio.get_running_loop().run_in_executor(
+            self._pool, self._step_sync, core, inbox, jobs
+        )
 
     @staticmethod
     def _step_sync(
@@ -254,6 +266,18 @@ def _build_core(spec: EngineSpec, replica: str, role: str) -> DeviceCore:
     return DeviceCore(
         build_engine(spec), replica=replica, role=role, max_num_seqs=spec.max_num_seqs, device=spec.device
     )
+
+
+def _apply_cpu_share(threads: int, nice: int) -> None:
+    """Set this (compute) thread's torch threads and lower the whole process's CPU priority."""
+    if threads > 0:
+        import torch
+
+        torch.set_num_threads(threads)
+    if nice > 0:
+        from thunder.runtime.cpu_policy import lower_priority
+
+        lower_priority(nice)
 
 
 def _settle(fut: asyncio.Future[Any], result: Any, exc: BaseException | None) -> None:

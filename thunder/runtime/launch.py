@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from actors import ActorRef, ActorSystem, Node
 from planner import Cluster, CostModel, ModelSpec, Plan
 from thunder.engine.config import ConfigError
+from thunder.runtime.cpu_policy import CpuShare, plan_shares
 from thunder.runtime.discovery import LocalDevice, discover_cluster
 from thunder.runtime.engines import check_engine
 from thunder.runtime.messages import DeviceInfo, EngineSpec, GetInfo, ProfilePoint, ProfileResult, SetRole
@@ -51,7 +52,8 @@ class _Slot:
     device: LocalDevice | None  # None: a simulated group (engine='sim')
     spec: EngineSpec
     kv_links: dict[str, tuple[float, float]] = field(default_factory=dict)  # sim: the plan's links
-    stage_devices: tuple[LocalDevice, ...] = ()  # a pipelined torch group: one device per stage, in order
+    stage_devices: tuple[LocalDevice, ...] = ()  # a multi-device torch group: its devices in plan order
+    nice: int = 0  # the group's CPU priority (`cpu_policy`)
 
 
 async def start_runtime(
@@ -130,7 +132,7 @@ async def _start(
     if plan is None:
         plan = await _plan_with_profile(config, model, cluster, local, refs, say)
         refs = await _bind(system, plan, refs)
-    await _bind_roles(plan, refs)
+    await _bind_roles(plan, refs, plan_shares(config, plan, local) if config.engine == "torch" else {})
     infos: dict[str, DeviceInfo] = {g: await ref.ask(GetInfo(), timeout=30.0) for g, ref in refs.items()}
     await router.ask(SetTable(routing_table(plan, refs)))
     runtime = Runtime(
@@ -179,7 +181,7 @@ def _slots(config: RuntimeConfig, plan: Plan | None, local: list[LocalDevice]) -
             _Slot(name=d.device_id, role="colocated", device=d, spec=_spec(config, d, threads, {}))
             for d in local
         ]
-    threads = config.threads_for(sum(len(g.device_ids) for g in plan.groups))
+    shares = plan_shares(config, plan, local)
     slots = []
     for g in plan.groups:
         devices = [by_id.get(d) for d in g.device_ids]
@@ -192,14 +194,16 @@ def _slots(config: RuntimeConfig, plan: Plan | None, local: list[LocalDevice]) -
                 )
             if len(g.device_ids) > 1:
                 check_pipelined_group(g, devices)  # type: ignore[arg-type]
+        share = shares[g.device_ids[0]]
         slots.append(
             _Slot(
                 name=g.id,
                 role=g.phase,
                 device=devices[0],
-                spec=_spec(config, devices[0], threads, g.config.to_dict(), gpu_type=g.gpu_types[0]),
+                spec=_spec(config, devices[0], share.threads, g.config.to_dict(), gpu_type=g.gpu_types[0]),
                 kv_links=kv_links_of(plan, g.id) if config.engine == "sim" else {},
                 stage_devices=tuple(devices) if config.engine == "torch" and len(devices) > 1 else (),  # type: ignore[arg-type]
+                nice=share.nice,
             )
         )
     return slots
@@ -265,6 +269,7 @@ async def _spawn(
     if slot.stage_devices:
         factory = PIPELINE_DEVICE_ACTOR
         kwargs["stage_env"] = [_device_env(d, slot.spec.threads) for d in slot.stage_devices]
+        kwargs["stage_nice"] = slot.nice
     return await system.spawn(factory, kwargs=kwargs, node=node)
 
 
@@ -317,6 +322,8 @@ async def _bind(system: ActorSystem, plan: Plan, refs: dict[str, ActorRef]) -> d
     return bound
 
 
-async def _bind_roles(plan: Plan, refs: dict[str, ActorRef]) -> None:
+async def _bind_roles(plan: Plan, refs: dict[str, ActorRef], shares: dict[str, CpuShare]) -> None:
+    """Give each group its role and its leader device its CPU share (threads, priority)."""
     for g in plan.groups:
-        await refs[g.id].ask(SetRole(g.phase, g.id))
+        share = shares.get(g.device_ids[0], CpuShare(0))
+        await refs[g.id].ask(SetRole(g.phase, g.id, share.threads, share.nice))

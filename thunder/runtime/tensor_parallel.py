@@ -10,18 +10,33 @@
 
 Splits may be uneven (SmolLM2 has 3 KV heads: TP=2 gives ranks 2 and 1), so any TP degree up to the number of
 KV heads works. Embedding, final norm and LM head stay replicated: every rank ends with the full hidden state.
+
+`tp_runner` builds one rank's share of a (pipeline stage's) model plus a `ModelRunner` whose paged KV cache
+holds only this rank's KV heads; `kv_head_range` says which ones, so a KV handoff can be cut and re-assembled
+independently of how either side is split.
 """
 
 from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
 from torch import nn
 
-from thunder.models import LlamaForCausalLM
+from thunder.engine.model_runner import ModelRunner
+from thunder.models import LlamaForCausalLM, ModelConfig, build_model
 from thunder.models.llama import Linear, LlamaDecoderLayer
 
-__all__ = ["RowParallelLinear", "even_split", "init_group", "shard_model_"]
+__all__ = [
+    "RowParallelLinear",
+    "even_split",
+    "init_group",
+    "kv_head_range",
+    "shard_model_",
+    "tp_runner",
+]
 
 
 def even_split(total: int, world: int) -> list[tuple[int, int]]:
@@ -37,10 +52,55 @@ def even_split(total: int, world: int) -> list[tuple[int, int]]:
     return bounds
 
 
-def init_group(rank: int, world: int, init_method: str, *, backend: str | None = None) -> None:
-    """Join the TP group: gloo on CPU, NCCL when CUDA is available (or `backend`)."""
+def kv_head_range(cfg: ModelConfig, rank: int, world: int) -> tuple[int, int]:
+    """``[start, end)`` of the KV heads that TP rank ``rank`` of ``world`` holds (see `shard_model_`)."""
+    return even_split(cfg.num_key_value_heads, world)[rank]
+
+
+def init_group(
+    rank: int, world: int, init_method: str, *, backend: str | None = None, timeout_s: float = 300.0
+) -> None:
+    """Join this process's TP group: gloo on CPU, NCCL when CUDA is available (or `backend`).
+
+    NOTE: a process belongs to at most one TP group (torch.distributed's default group); it blocks until
+    all ``world`` ranks have joined, so start the ranks concurrently and call this off any event loop.
+    """
+    import datetime
+
     backend = backend or ("nccl" if torch.cuda.is_available() else "gloo")
-    dist.init_process_group(backend, init_method=init_method, rank=rank, world_size=world)
+    dist.init_process_group(
+        backend,
+        init_method=init_method,
+        rank=rank,
+        world_size=world,
+        timeout=datetime.timedelta(seconds=timeout_s),
+    )
+
+
+def tp_runner(
+    model_dir: Path,
+    *,
+    layer_range: tuple[int, int],
+    dtype: torch.dtype,
+    device: str,
+    num_pages: int,
+    page_size: int,
+    rank: int = 0,
+    world: int = 1,
+) -> ModelRunner:
+    """Layers ``layer_range`` of the model, sharded for TP rank ``rank`` of ``world`` (the process group must
+    be initialised when ``world > 1``), with a paged KV cache of this rank's KV heads only."""
+    model = build_model(model_dir, dtype=dtype, device=device, layer_range=layer_range)
+    if world > 1:
+        shard_model_(model, rank, world)
+        cfg = model.config
+        kv_lo, kv_hi = kv_head_range(cfg, rank, world)
+        group_size = cfg.num_attention_heads // cfg.num_key_value_heads
+        # NOTE: the runner sizes its KV cache and attention from `model.config`; head_dim stays explicit.
+        model.config = dataclasses.replace(
+            cfg, num_key_value_heads=kv_hi - kv_lo, num_attention_heads=(kv_hi - kv_lo) * group_size
+        )
+    return ModelRunner(model, num_pages=num_pages, page_size=page_size, device=device)
 
 
 class RowParallelLinear(nn.Module):

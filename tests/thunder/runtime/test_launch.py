@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 
 import pytest
 
@@ -35,11 +36,26 @@ def test_each_group_gets_its_leader_device_and_role(planned) -> None:  # type: i
     assert RuntimeConfig().threads_for(2) >= 1
 
 
-def test_tp_group_or_foreign_device_is_refused_for_torch(planned) -> None:  # type: ignore[no-untyped-def]
+def test_a_tp_group_is_served_by_its_devices_and_a_foreign_device_refused(planned) -> None:  # type: ignore[no-untyped-def]
     plan, local = planned
     tp2 = GroupPlan(id="g9", phase="prefill", config=ReplicaConfig.single(CPU_TYPE, ("local/0", "local/1"), 30))
-    with pytest.raises(ConfigError, match=r"\(TP=2\); TP inside a served stage is not supported yet"):
-        _slots(RuntimeConfig(), dataclasses.replace(plan, groups=(tp2,)), local)
+    (slot,) = _slots(RuntimeConfig(), dataclasses.replace(plan, groups=(tp2,)), local)
+    assert [d.device_id for d in slot.stage_devices] == ["local/0", "local/1"]
     away = GroupPlan(id="g8", phase="prefill", config=ReplicaConfig.single(CPU_TYPE, ("other/0",), 30))
     with pytest.raises(ConfigError, match="not on this machine"):
         _slots(RuntimeConfig(), dataclasses.replace(plan, groups=(away,)), local)
+
+
+def test_decode_first_gives_decode_the_cores_and_prefill_a_lower_priority(planned) -> None:  # type: ignore[no-untyped-def]
+    plan, local = planned
+    p, d = (GroupPlan(id=f"g{i}", phase=ph, config=ReplicaConfig.single(CPU_TYPE, (f"local/{i}",), 30))
+            for i, ph in enumerate(("prefill", "decode")))
+    disagg = dataclasses.replace(plan, groups=(p, d))
+    slots = _slots(RuntimeConfig(), disagg, local)
+    cores = os.cpu_count() or 1
+    assert [(s.role, s.spec.threads, s.nice) for s in slots] == [
+        ("prefill", max(1, cores // 2), 10), ("decode", cores, 0)]
+    even = _slots(RuntimeConfig(cpu_policy="even", threads_per_device=3), disagg, local)
+    assert [(s.spec.threads, s.nice) for s in even] == [(3, 0), (3, 0)]
+    with pytest.raises(ConfigError, match="cpu_policy='fast'"):
+        RuntimeConfig(cpu_policy="fast")

@@ -1,0 +1,40 @@
+"""Per-role CPU shares: decode devices get the cores, prefill devices fewer threads at a lower priority."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from thunder.runtime.cpu_policy import CpuShare, cpu_shares
+
+
+def test_decode_first_on_two_cores() -> None:
+    assert cpu_shares("decode-first", ["prefill", "decode"], cores=2) == [CpuShare(1, 10), CpuShare(2, 0)]
+    assert cpu_shares("decode-first", ["prefill", "prefill", "decode"], cores=8, prefill_nice=5) == [
+        CpuShare(2, 5), CpuShare(2, 5), CpuShare(8, 0)]  # fmt: skip
+
+
+def test_even_and_colocated_split_the_cores_at_equal_priority() -> None:
+    assert cpu_shares("even", ["prefill", "decode"], cores=2) == [CpuShare(1), CpuShare(1)]
+    assert cpu_shares("decode-first", ["colocated", "colocated"], cores=4) == [CpuShare(2), CpuShare(2)]
+    assert cpu_shares("decode-first", ["prefill", "decode"], cores=2, threads=3) == [
+        CpuShare(3, 10), CpuShare(3, 0)]  # fmt: skip
+    with pytest.raises(ValueError, match="cpu_policy='fair'"):
+        cpu_shares("fair", ["decode"])
+
+
+def test_lower_priority_renices_every_thread_of_the_process_once() -> None:
+    code = (
+        "import os, threading, time\n"
+        "from thunder.runtime.cpu_policy import lower_priority\n"
+        "ev = threading.Event(); t = threading.Thread(target=ev.wait); t.start()\n"
+        "assert lower_priority(7) >= 2 and lower_priority(7) == 0\n"
+        "nices = {os.getpriority(os.PRIO_PROCESS, int(x)) for x in os.listdir('/proc/self/task')}\n"
+        "ev.set(); t.join(); print(sorted(nices))\n"
+    )
+    start = os.getpriority(os.PRIO_PROCESS, 0)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == str([max(7, start)])
