@@ -16,6 +16,8 @@ runner = CliRunner()
     (["--mode", "both"], "mode='both'"),
     (["--engine", "tpu"], "engine='tpu'"),
     (["--devices", "0"], "devices=0"),
+    (["--cpu-policy", "fair"], "cpu_policy='fair'"),
+    (["--prefill-nice", "25"], "prefill_nice=25"),
     (["--plan", "/nonexistent/plan.json"], "not found"),
 ])
 def test_bad_options_exit_2_with_one_line(args: list[str], needle: str) -> None:

@@ -35,7 +35,16 @@ def run(
     kv_group_size: int = typer.Option(64, help="int4 quantization group size (elements)."),
     dtype: str = typer.Option("auto", help="Engine dtype: auto | bfloat16 | float16 | float32."),
     threads_per_device: int | None = typer.Option(
-        None, help="torch threads per CPU device (default: cores // devices)."
+        None, help="torch threads per CPU device (default: from --cpu-policy)."
+    ),
+    cpu_policy: str = typer.Option(
+        "decode-first",
+        help="How CPU device processes share the cores: decode-first (each decode device gets all cores' "
+        "threads, prefill devices half the cores at a lower OS priority, so decode steps are not stalled by "
+        "prefill) | even (cores split evenly, equal priority). Colocated devices always split evenly.",
+    ),
+    prefill_nice: int = typer.Option(
+        10, help="OS niceness (0-19) of prefill device processes under --cpu-policy decode-first."
     ),
     kv_cache_gib: float = typer.Option(1.0, help="KV pool per device, GiB."),
     max_num_seqs: int = typer.Option(128, help="Most sequences in a device's batch."),
@@ -77,6 +86,8 @@ def run(
             kv_transfer_dtype=kv_transfer_dtype,
             kv_group_size=kv_group_size,
             threads_per_device=threads_per_device,
+            cpu_policy=cpu_policy,
+            prefill_nice=prefill_nice,
             kv_cache_gib=kv_cache_gib,
             max_num_seqs=max_num_seqs,
             max_pending=max_pending,
