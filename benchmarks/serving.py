@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/serving.py            # 64 and 256 requests at rate inf, 2 and 4 req/s
     .venv/bin/python benchmarks/serving.py --quick    # 64 requests at rate inf and 2 req/s
     .venv/bin/python benchmarks/serving.py --systems thunder-disaggregated,vllm --dtype float32
+    .venv/bin/python benchmarks/serving.py --systems thunder-disaggregated,thunder-disaggregated-even  # CPU policy A/B
 
 Each system is started, waited on (/health), warmed up, loaded scenario after scenario, and stopped, in turn, on
 the same cores, SmolLM2-135M-Instruct weights (thunder's converted HF directory, which vLLM also loads) and dtype.
@@ -15,6 +16,7 @@ checks the targets of issue 6 point 8, and writes benchmarks/results/serving.jso
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -45,6 +47,8 @@ from benchmarks.serving_servers import (  # noqa: E402
 )
 
 SYSTEMS = ("thunder-disaggregated", "thunder-colocated", "vllm")
+VARIANTS = {"thunder-disaggregated-even": ("--cpu-policy", "even")}
+"""Extra systems (not run by default): thunder with other options, for a same-run before/after."""
 PEER = "vllm"
 SERVED_NAME = "smollm2-135m-instruct"
 console = Console(width=None if sys.stdout.isatty() else 150)  # NOTE: piped output keeps the table whole
@@ -52,7 +56,11 @@ console = Console(width=None if sys.stdout.isatty() else 150)  # NOTE: piped out
 
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--systems", default=",".join(SYSTEMS), help=f"comma list of {', '.join(SYSTEMS)}")
+    p.add_argument(
+        "--systems",
+        default=",".join(SYSTEMS),
+        help=f"comma list of {', '.join((*SYSTEMS, *VARIANTS))} (the last: thunder run --cpu-policy even)",
+    )
     p.add_argument("--dtype", choices=("bfloat16", "float32"), default="bfloat16")
     p.add_argument("--num-prompts", default="64,256", help="comma list of request counts")
     p.add_argument(
@@ -74,8 +82,8 @@ def parse_args() -> argparse.Namespace:
     args = p.parse_args()
     args.systems = [s.strip() for s in args.systems.split(",") if s.strip()]
     for name in args.systems:
-        if name not in SYSTEMS:
-            p.error(f"--systems: unknown system {name!r}; choose from {', '.join(SYSTEMS)}")
+        if name not in SYSTEMS and name not in VARIANTS:
+            p.error(f"--systems: unknown system {name!r}; choose from {', '.join((*SYSTEMS, *VARIANTS))}")
     if args.quick:
         args.num_prompts, args.rates = "64", "inf,2"
     try:
@@ -91,9 +99,11 @@ def make_spec(name: str, args: argparse.Namespace, work: Path) -> ServerSpec:
     if name == PEER:
         return vllm_spec(venvs=args.venvs, model_dir=args.model_dir, served_name=SERVED_NAME, dtype=args.dtype,
                          threads=args.threads, port=free_port(), work_dir=work)  # fmt: skip
-    mode = name.removeprefix("thunder-")
-    extra = tuple(shlex.split(args.thunder_args))
-    return thunder_spec(mode=mode, dtype=args.dtype, devices=args.devices, port=free_port(), extra=extra)
+    variant = VARIANTS.get(name, ())
+    mode = name.removeprefix("thunder-").split("-")[0]
+    extra = (*shlex.split(args.thunder_args), *variant)
+    spec = thunder_spec(mode=mode, dtype=args.dtype, devices=args.devices, port=free_port(), extra=extra)
+    return dataclasses.replace(spec, name=name)
 
 
 def bench_system(name: str, args: argparse.Namespace, work: Path) -> dict:

@@ -149,8 +149,9 @@ class StageActor(Actor):
         model_dir = load_model_dir(self.model_name)
         cfg = ModelConfig.from_dir(model_dir)
         self.head_range = kv_head_range(cfg, self.tp_rank, self.tp_size)
-        if self.tp_size > 1:
-            init_group(self.tp_rank, self.tp_size, self.tp_init)
+        if self.tp_size > 1:  # NOTE: by device, not by torch.cuda.is_available(): CPU workers on a GPU host
+            backend = "nccl" if self.device.startswith("cuda") else "gloo"
+            init_group(self.tp_rank, self.tp_size, self.tp_init, backend=backend)
         return tp_runner(
             model_dir,
             layer_range=self.layer_range,
