@@ -21,7 +21,7 @@ import numpy as np
 from planner.capacity import DecodeProfile, PrefillProfile, WorkloadSample
 from planner.cost_model import CostModel
 from planner.plan import Prediction
-from planner.queueing import convex_segments, mg1_wait, sum_exceeds
+from planner.queueing import NO_WAIT, convex_segments, mg1_wait_arrays, sum_exceeds_arrays
 from planner.routing import LINK_UTILISATION, Curves, proportional_routing, solve_convex_routing_lp
 
 BREAKPOINTS = np.array([0.0, 0.3, 0.5, 0.65, 0.75, 0.85, 0.92, 1.0])
@@ -111,18 +111,20 @@ class Orchestration:
         tpots = np.array([d.tpot(cm, x) for d, x in zip(self.decode, load_d, strict=True)])
         t = self.transfer_times()                                                             # P×D×n
         t_mean, t_sq = t.mean(axis=2), (t**2).mean(axis=2)
+        ok = np.isfinite(tpots) & (tpots <= s.slo.tpot_s)
+        kv = [d.kv_wait_tail(load_d[j], tpots[j]) if ok[j] else NO_WAIT for j, d in enumerate(self.decode)]
+        kv_p, kv_theta = np.array([w.p for w in kv]), np.array([w.theta for w in kv])
+        link_p, link_theta = mg1_wait_arrays(flows, t_mean, t_sq)
+        slack = (s.slo.tpot_s - np.where(ok, tpots, 0.0))[None, :, None] * s.steps - t
+        # NOTE: only the routed pairs of healthy decode replicas are scored (the rest hit 0), element by element
+        # the same arithmetic as `sum_exceeds` on one pair, so the score does not depend on the vectorisation.
+        live = (flows > 0) & ok[None, :]
+        pi, pj = np.nonzero(live)
         hit = np.zeros(flows.shape)
-        steps = s.steps
-        for j, d in enumerate(self.decode):
-            if not np.isfinite(tpots[j]) or tpots[j] > s.slo.tpot_s:
-                continue
-            kv = d.kv_wait_tail(load_d[j], tpots[j])
-            for i in range(len(self.prefill)):
-                if flows[i, j] <= 0:
-                    continue
-                slack = (s.slo.tpot_s - tpots[j]) * steps - t[i, j]
-                link = mg1_wait(flows[i, j], t_mean[i, j], t_sq[i, j])
-                hit[i, j] = float((ttft_hit[i] * (1.0 - sum_exceeds(link, kv, slack))).mean())
+        if pi.size:
+            miss = sum_exceeds_arrays(link_p[pi, pj, None], link_theta[pi, pj, None], kv_p[pj, None],
+                                      kv_theta[pj, None], slack[pi, pj])
+            hit[pi, pj] = (ttft_hit[pi] * (1.0 - miss)).mean(axis=1)
         attainment = float((flows * hit).sum() / rate)
         waits = np.array([p.wait(x) for p, x in zip(self.prefill, load_p, strict=True)])
         lat = np.stack([p.pass_latency(x) for p, x in zip(self.prefill, load_p, strict=True)])
@@ -130,7 +132,7 @@ class Orchestration:
         weights = flows * healthy
         wsum = float(weights.sum())
         ttft = (waits[:, None] + lat).mean(axis=1)
-        tpot = np.where(np.isfinite(tpots), tpots, 0)[None, :] + (t / steps).mean(axis=2)
+        tpot = np.where(np.isfinite(tpots), tpots, 0)[None, :] + (t / s.steps).mean(axis=2)
         mean_ttft = float((weights.sum(axis=1) * np.where(np.isfinite(ttft), ttft, 0)).sum() / wsum) if wsum else np.inf
         mean_tpot = float((weights * tpot).sum() / wsum) if wsum else np.inf
         return Prediction(slo_attainment=min(attainment, 1.0), throughput_tokens_s=wsum * s.mean_output,

@@ -167,7 +167,7 @@ def assemble_plan(cluster: Cluster, model: ModelSpec, workload: Workload, ev: Ev
     return Plan(
         model=model.name, groups=tuple(groups), routing=routing, group_links=links,
         prediction=evaluation.prediction,
-        cost_per_hour=float(sum(cluster.device(d).price_per_hour for d in used)),
+        cost_per_hour=float(sum(cluster.device(d).price_per_hour for d in sorted(used))),
         workload=workload.name, rate=workload.rate, ttft_slo_s=slo.ttft_s, tpot_slo_s=slo.tpot_s,
         kv_compression=ev.cost_model.kv_compression if ev.compressed else 1.0,
         unused_device_ids=tuple(cluster.devices[i].id for i in sorted(unused) if cluster.devices[i].id not in used),

@@ -94,6 +94,43 @@ def sum_exceeds(a: WaitTail, b: WaitTail, t: np.ndarray) -> np.ndarray:
     return np.where(t < 0, 1.0, out)
 
 
+def mg1_wait_arrays(rate: np.ndarray, mean_s: np.ndarray, sq_s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`mg1_wait` element-wise: (p, theta) arrays of the waits of many M/G/1 queues (same shapes as the inputs)."""
+    rate, mean_s, sq_s = np.broadcast_arrays(*(np.asarray(x, dtype=np.float64) for x in (rate, mean_s, sq_s)))
+    idle = (rate <= 0) | (mean_s <= 0)
+    rho = rate * mean_s
+    full = ~idle & (rho >= 1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        theta = (1 - rho) / (sq_s / (2 * mean_s))
+    p = np.where(idle, NO_WAIT.p, np.where(full, SATURATED.p, rho))
+    return p, np.where(idle, NO_WAIT.theta, np.where(full, SATURATED.theta, theta))
+
+
+def _exceeds_arrays(p: np.ndarray, theta: np.ndarray, t: np.ndarray) -> np.ndarray:
+    with np.errstate(invalid="ignore", over="ignore"):
+        tail = np.where(t < 0, 1.0, p * np.exp(-theta * np.maximum(t, 0.0)))
+    return np.where(p <= 0, np.where(t < 0, 1.0, 0.0), np.where(theta <= 0, 1.0, tail))
+
+
+def sum_exceeds_arrays(a_p: np.ndarray, a_theta: np.ndarray, b_p: np.ndarray, b_theta: np.ndarray,
+                       t: np.ndarray) -> np.ndarray:
+    """`sum_exceeds` element-wise over broadcast arrays: P(A + B > t) with A = (a_p, a_theta), B = (b_p, b_theta).
+
+    Every element takes the branch `sum_exceeds` would take for its own pair of waits, with the same arithmetic."""
+    a_p, a_theta, b_p, b_theta, t = np.broadcast_arrays(
+        *(np.asarray(x, dtype=np.float64) for x in (a_p, a_theta, b_p, b_theta, t)))
+    tt = np.maximum(t, 0.0)
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        ea, eb = np.exp(-a_theta * tt), np.exp(-b_theta * tt)
+        close = np.abs(a_theta - b_theta) <= 1e-6 * np.maximum(np.abs(a_theta), np.abs(b_theta))
+        both = np.where(close, ea * (1 + a_theta * tt), (a_theta * eb - b_theta * ea) / (a_theta - b_theta))
+        out = a_p * (1 - b_p) * ea + b_p * (1 - a_p) * eb + a_p * b_p * both
+    out = np.where(t < 0, 1.0, out)
+    out = np.where((a_theta <= 0) | (b_theta <= 0), 1.0, out)
+    out = np.where(b_p <= 0, _exceeds_arrays(a_p, a_theta, t), out)
+    return np.where(a_p <= 0, _exceeds_arrays(b_p, b_theta, t), out)
+
+
 def convex_segments(flows: np.ndarray, totals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(widths, slopes) of the piecewise-linear curve through (flows[..., k], totals[..., k]) along the last axis,
     flows ascending from 0 (leading axes: one curve each).
@@ -111,4 +148,5 @@ def convex_segments(flows: np.ndarray, totals: np.ndarray) -> tuple[np.ndarray, 
     return widths, slopes
 
 
-__all__ = ["NO_WAIT", "SATURATED", "WaitTail", "convex_segments", "erlang_c", "mg1_wait", "mmc_wait", "sum_exceeds"]
+__all__ = ["NO_WAIT", "SATURATED", "WaitTail", "convex_segments", "erlang_c", "mg1_wait", "mg1_wait_arrays", "mmc_wait",
+           "sum_exceeds", "sum_exceeds_arrays"]

@@ -7,7 +7,18 @@ import math
 import numpy as np
 import pytest
 
-from planner.queueing import convex_segments, erlang_c, mg1_wait, mmc_wait, sum_exceeds
+from planner.queueing import (
+    NO_WAIT,
+    SATURATED,
+    WaitTail,
+    convex_segments,
+    erlang_c,
+    mg1_wait,
+    mg1_wait_arrays,
+    mmc_wait,
+    sum_exceeds,
+    sum_exceeds_arrays,
+)
 
 
 def test_mg1_tail_is_exact_for_exponential_service() -> None:
@@ -44,3 +55,17 @@ def test_convex_segments_rise_and_cover_the_capacity() -> None:
     widths, slopes = convex_segments(flows, np.array([0.0, 1.0, 1.5, np.inf]))
     np.testing.assert_allclose(widths, [1.0, 1.0, 1.0])
     assert np.all(np.diff(slopes) >= 0) and slopes[-1] > 100  # dented curve straightened, inf -> very steep
+
+
+def test_vectorised_tails_match_the_scalar_ones_on_every_branch() -> None:
+    waits = [NO_WAIT, SATURATED, WaitTail(0.4, 2.0), WaitTail(0.7, 2.0), WaitTail(0.2, 5.0), WaitTail(0.9, 2.0000001)]
+    t = np.array([-1.0, 0.0, 0.3, 1.5, 10.0])
+    for a in waits:
+        for b in waits:
+            got = sum_exceeds_arrays(a.p, a.theta, b.p, b.theta, t)
+            assert np.array_equal(got, sum_exceeds(a, b, t)), (a, b)
+    rate, mean, sq = np.array([0.0, 1.0, 3.0, 2.0]), np.array([0.2, 0.2, 0.5, 0.0]), np.array([0.05, 0.05, 0.3, 0.0])
+    p, theta = mg1_wait_arrays(rate, mean, sq)
+    for k in range(rate.size):
+        w = mg1_wait(float(rate[k]), float(mean[k]), float(sq[k]))
+        assert (p[k], theta[k]) == (w.p, w.theta)
