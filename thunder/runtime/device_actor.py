@@ -39,6 +39,7 @@ from thunder.runtime.messages import (
 )
 
 if TYPE_CHECKING:
+    from thunder.runtime.cpu_policy import CpuShare
     from thunder.runtime.device_core import DeviceCore, StepOutcome
 
 __all__ = ["DeviceActor"]
@@ -91,6 +92,8 @@ class DeviceActor(Actor):
         # NOTE: one compute thread for the engine's whole life, so torch's per-thread OpenMP settings
         # (`SetRole.threads`) reach every step.
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"device-{replica}")
+        self._share: CpuShare | None = None  # torch threads per step (`SetRole`); None: as built
+        self._threads = 0  # what the compute thread runs with now (0: not set here)
 
     async def on_start(self) -> None:
         self.core = await self._build_core()
@@ -143,9 +146,14 @@ class DeviceActor(Actor):
         previous, core.role = core.role, msg.role
         if msg.replica:
             self.replica = core.replica = msg.replica
-        nice = msg.nice if self.own_process else 0  # NOTE: never renice the main process (in_process mode)
-        if msg.threads > 0 or nice > 0:
-            self._job(lambda: _apply_cpu_share(msg.threads, nice))  # on the compute thread
+        if msg.threads > 0:
+            from thunder.runtime.cpu_policy import CpuShare
+
+            self._share = CpuShare(msg.threads, 0, msg.small_batch_threads)
+        if msg.nice > 0 and self.own_process:  # NOTE: never renice the main process (in_process mode)
+            from thunder.runtime.cpu_policy import lower_priority
+
+            lower_priority(msg.nice)
         log.info("%s: role %s -> %s (engine kept)", self.replica, previous, msg.role)
         return previous
 
@@ -218,9 +226,8 @@ class DeviceActor(Actor):
             self._pool, self._step_sync, core, inbox, jobs
         )
 
-    @staticmethod
     def _step_sync(
-        core: DeviceCore, inbox: list[Any], jobs: list[tuple[Any, asyncio.Future[Any]]]
+        self, core: DeviceCore, inbox: list[Any], jobs: list[tuple[Any, asyncio.Future[Any]]]
     ) -> StepOutcome:
         for job, fut in jobs:
             try:
@@ -231,7 +238,17 @@ class DeviceActor(Actor):
                 fut.get_loop().call_soon_threadsafe(_settle, fut, result, None)
         for msg in inbox:
             core.apply(msg)
+        if self._share is not None:
+            self._set_threads(self._share.threads_for(core.num_requests))
         return core.step()
+
+    def _set_threads(self, threads: int) -> None:
+        """Run the next steps on ``threads`` torch threads (on the compute thread: OpenMP's count is per thread)."""
+        if threads != self._threads:
+            import torch
+
+            torch.set_num_threads(threads)
+            self._threads = threads
 
     async def _publish(self, outcome: StepOutcome) -> None:
         if outcome.report is not None:
@@ -266,18 +283,6 @@ def _build_core(spec: EngineSpec, replica: str, role: str) -> DeviceCore:
     return DeviceCore(
         build_engine(spec), replica=replica, role=role, max_num_seqs=spec.max_num_seqs, device=spec.device
     )
-
-
-def _apply_cpu_share(threads: int, nice: int) -> None:
-    """Set this (compute) thread's torch threads and lower the whole process's CPU priority."""
-    if threads > 0:
-        import torch
-
-        torch.set_num_threads(threads)
-    if nice > 0:
-        from thunder.runtime.cpu_policy import lower_priority
-
-        lower_priority(nice)
 
 
 def _settle(fut: asyncio.Future[Any], result: Any, exc: BaseException | None) -> None:

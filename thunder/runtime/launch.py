@@ -326,4 +326,4 @@ async def _bind_roles(plan: Plan, refs: dict[str, ActorRef], shares: dict[str, C
     """Give each group its role and its leader device its CPU share (threads, priority)."""
     for g in plan.groups:
         share = shares.get(g.device_ids[0], CpuShare(0))
-        await refs[g.id].ask(SetRole(g.phase, g.id, share.threads, share.nice))
+        await refs[g.id].ask(SetRole(g.phase, g.id, share.threads, share.nice, share.small_batch_threads))

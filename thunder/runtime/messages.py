@@ -147,13 +147,15 @@ class Abort(msgspec.Struct, frozen=True):
 @message
 class SetRole(msgspec.Struct, frozen=True):
     """Flip the device's role (and optionally the replica id it reports as); the engine (weights, KV pool)
-    stays. Replies with the previous role. ``threads`` > 0 sets the device's torch threads and ``nice`` > 0
-    lowers its CPU priority (the role's `cpu_policy` share; a priority once lowered stays lowered)."""
+    stays. Replies with the previous role. ``threads`` > 0 sets the device's torch threads (``small_batch_threads``
+    > 0 of them while its batch is small) and ``nice`` > 0 lowers its CPU priority (the role's `cpu_policy`
+    share; a priority once lowered stays lowered)."""
 
     role: str
     replica: str = ""
     threads: int = 0
     nice: int = 0
+    small_batch_threads: int = 0
 
 
 @message

@@ -8,13 +8,16 @@ import sys
 
 import pytest
 
-from thunder.runtime.cpu_policy import CpuShare, cpu_shares
+from thunder.runtime.cpu_policy import SMALL_BATCH, CpuShare, cpu_shares
 
 
-def test_decode_first_on_two_cores() -> None:
-    assert cpu_shares("decode-first", ["prefill", "decode"], cores=2) == [CpuShare(1, 10), CpuShare(2, 0)]
+def test_decode_first_gives_decode_the_cores_prefill_leaves_while_its_batch_is_small() -> None:
+    prefill, decode = cpu_shares("decode-first", ["prefill", "decode"], cores=2)
+    assert (prefill, decode) == (CpuShare(1, 10), CpuShare(2, 0, small_batch_threads=1))
+    assert [decode.threads_for(n) for n in (1, SMALL_BATCH - 1, SMALL_BATCH, 128)] == [1, 1, 2, 2]
+    assert prefill.threads_for(128) == 1
     assert cpu_shares("decode-first", ["prefill", "prefill", "decode"], cores=8, prefill_nice=5) == [
-        CpuShare(2, 5), CpuShare(2, 5), CpuShare(8, 0)]  # fmt: skip
+        CpuShare(2, 5), CpuShare(2, 5), CpuShare(8, 0, 4)]  # fmt: skip
 
 
 def test_even_and_colocated_split_the_cores_at_equal_priority() -> None:
