@@ -40,6 +40,9 @@ class PagedAttention:
     sm_scale : float, optional
         Softmax scale; defaults to ``1 / sqrt(head_dim)``.
     backend : "auto" | "torch" | "flashinfer"
+    fused : bool, optional
+        torch backend only: the fused C kernels (`kernels_ext.cpu_fused`); None uses them where supported,
+        False keeps the pure-torch oracle.
 
     Per step: ``plan(qo_indptr, kv_indptr, kv_indices, kv_last_page_len)`` with int32 host tensors, where the
     page table already includes this step's new tokens and ``qo_indptr[batch + 1]`` splits the step's
@@ -54,6 +57,7 @@ class PagedAttention:
         num_qo_heads: int,
         sm_scale: float | None = None,
         backend: AttentionBackend = "auto",
+        fused: bool | None = None,
     ) -> None:
         if kv_cache.dim() != 6:
             raise ValueError(
@@ -66,7 +70,9 @@ class PagedAttention:
         self.kv_cache = kv_cache
         self._impl: _Impl
         if backend == "torch":
-            self._impl = CpuPagedAttention(kv_cache, num_qo_heads=num_qo_heads, sm_scale=sm_scale)
+            self._impl = CpuPagedAttention(
+                kv_cache, num_qo_heads=num_qo_heads, sm_scale=sm_scale, fused=fused
+            )
         elif backend == "flashinfer":
             if not kv_cache.is_cuda:
                 raise ValueError("backend='flashinfer' needs a CUDA kv_cache; use backend='torch' on CPU")

@@ -4,7 +4,10 @@ Semantics copied from FlashInfer: GQA maps query head ``h`` to KV head ``h // (H
 is bottom-right aligned (query ``i`` of a request with ``qo_len`` queries and ``kv_len`` keys sees keys
 ``0 .. kv_len - qo_len + i``); ``sm_scale`` defaults to ``1 / sqrt(head_dim)``.
 
-Decode requests (one query each) are batched: their pages are gathered with one ``index_select`` into a
+With the fused CPU kernels available (`kernels_ext.cpu_fused`, float32/bfloat16 caches), ``run`` is one C call
+per layer that reads K/V from the pages in place for every request at once (decode and prefill, causal), and
+``append`` one C copy. Otherwise (or with ``fused=False``, the oracle path):
+decode requests (one query each) are batched: their pages are gathered with one ``index_select`` into a
 padded ``[B, Lmax, Hkv, D]`` plus an additive length mask, and the ``G = Hq / Hkv`` query heads that share a
 KV head are treated as ``G`` query rows of that head, so attention is two batched float32 matmuls and a
 softmax (faster than SDPA's flash kernel for these tiny shapes, equally accurate). Prefill requests (several
@@ -18,6 +21,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from kernels_ext import cpu_fused
 from kernels_ext.paged_kv import get_batch_indices_positions, get_seq_lens, kv_token_slots, write_kv_rows
 
 __all__ = ["CpuPagedAttention"]
@@ -29,6 +33,16 @@ class _PrefillItem:
     q_end: int
     k_rows: torch.Tensor  # [kv_len] int64
     mask: torch.Tensor | None  # [qo_len, kv_len] bool, None when qo_len == kv_len (plain causal)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _FusedPlan:
+    nnz: int
+    append_rows: torch.Tensor  # [nnz] int64: K row of each new token
+    qo_indptr: torch.Tensor  # [B + 1] int32
+    kv_indptr: torch.Tensor  # [B + 1] int32
+    kv_indices: torch.Tensor  # int32
+    kv_lens: torch.Tensor  # [B] int32
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -47,8 +61,22 @@ class _CpuPlan:
 class CpuPagedAttention:
     """Batch prefill + decode attention over a paged cache ``[L, P, 2, S, Hkv, D]`` in torch."""
 
-    def __init__(self, kv_cache: torch.Tensor, *, num_qo_heads: int, sm_scale: float | None = None) -> None:
+    def __init__(
+        self,
+        kv_cache: torch.Tensor,
+        *,
+        num_qo_heads: int,
+        sm_scale: float | None = None,
+        fused: bool | None = None,
+    ) -> None:
+        """``fused``: use the C kernels (None: whenever `cpu_fused.supported` for the cache)."""
         self.kv_cache = kv_cache
+        supported = cpu_fused.supported(kv_cache.dtype, kv_cache.device)
+        if fused and not supported:
+            raise ValueError(
+                f"fused=True but the fused CPU kernels do not support a {kv_cache.dtype} cache here"
+            )
+        self.fused = supported if fused is None else fused
         self.page_size = kv_cache.shape[3]
         self.num_kv_heads = kv_cache.shape[4]
         self.head_dim = kv_cache.shape[5]
@@ -59,7 +87,7 @@ class CpuPagedAttention:
         self.num_qo_heads = num_qo_heads
         self.group = num_qo_heads // self.num_kv_heads
         self.sm_scale = sm_scale if sm_scale is not None else self.head_dim**-0.5
-        self._plan: _CpuPlan | None = None
+        self._plan: _CpuPlan | _FusedPlan | None = None
 
     def plan(
         self,
@@ -78,6 +106,16 @@ class CpuPagedAttention:
         nnz = int(qo_indptr[-1])
         batch, pos = get_batch_indices_positions(qo_indptr, kv_lens, nnz)
         append_rows = kv_token_slots(batch, pos, kv_indptr64, kv_indices, self.page_size)
+        if self.fused:
+            self._plan = _FusedPlan(
+                nnz=nnz,
+                append_rows=append_rows,
+                qo_indptr=qo_indptr.to(torch.int32).contiguous(),
+                kv_indptr=kv_indptr.to(torch.int32).contiguous(),
+                kv_indices=kv_indices.to(torch.int32).contiguous(),
+                kv_lens=kv_lens.to(torch.int32).contiguous(),
+            )
+            return
 
         is_decode = qo_lens == 1
         dec = torch.nonzero(is_decode).flatten()
@@ -124,20 +162,31 @@ class CpuPagedAttention:
             prefill=tuple(prefill),
         )
 
-    def _require_plan(self) -> _CpuPlan:
+    def _require_plan(self) -> _CpuPlan | _FusedPlan:
         if self._plan is None:
             raise RuntimeError("PagedAttention.run/append called before plan(); call plan() once per step")
         return self._plan
 
     def append(self, layer: int, key: torch.Tensor, value: torch.Tensor) -> None:
         """Write the step's new ``key/value [nnz, Hkv, D]`` into layer ``layer``."""
-        write_kv_rows(self.kv_cache[layer], self._require_plan().append_rows, key, value)
+        plan = self._require_plan()
+        cache = self.kv_cache[layer]
+        if isinstance(plan, _FusedPlan) and key.dtype == value.dtype == cache.dtype:
+            cpu_fused.write_kv(cache, key, value, plan.append_rows, self.page_size)
+        else:
+            write_kv_rows(cache, plan.append_rows, key, value)
 
     def run(self, layer: int, q: torch.Tensor) -> torch.Tensor:
         """Attention of ``q [nnz, Hq, D]`` over layer ``layer``'s cache; returns ``[nnz, Hq, D]``."""
         plan = self._require_plan()
         if q.shape[0] != plan.nnz:
             raise ValueError(f"q has {q.shape[0]} tokens but plan() was given {plan.nnz}")
+        if isinstance(plan, _FusedPlan):
+            out = cpu_fused.paged_attention(
+                q.to(self.kv_cache.dtype), self.kv_cache[layer], plan.qo_indptr, plan.kv_indptr,
+                plan.kv_indices, plan.kv_lens, self.sm_scale,
+            )  # fmt: skip
+            return out.to(q.dtype)
         cache = self.kv_cache[layer]
         flat = cache.view(-1, self.num_kv_heads, self.head_dim)
         hkv, g, d, s = self.num_kv_heads, self.group, self.head_dim, self.page_size

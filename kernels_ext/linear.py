@@ -1,8 +1,10 @@
 """Pre-packed linear layers: ``y = x @ W.T + b`` with the weight reordered once for oneDNN.
 
 On CPU in bfloat16, oneDNN's blocked weight layout saves the per-call reorder that ``F.linear`` pays (about
-25% of a ``[64, 576] x [576, 3072]`` matmul on an AVX512-BF16 core, same results bit for bit). Elsewhere
-(float32, float16, CUDA) it is plain ``F.linear``.
+25% of a ``[64, 576] x [576, 3072]`` matmul on an AVX512-BF16 core, same results bit for bit). In float32 the
+pre-packed oneDNN kernel is 2.5-3.5x faster than ``F.linear`` (MKL sgemm) for the 64-row decode matmuls
+measured on a 2-core AVX-512 EPYC (e.g. ``[64, 576] x [576, 3072]``: 1444 -> 428 us; results differ from
+``F.linear`` only in float rounding order). Elsewhere (float16, CUDA) it is plain ``F.linear``.
 """
 
 from __future__ import annotations
@@ -23,8 +25,15 @@ def _onednn_bf16() -> bool:
         return False
 
 
+@functools.cache
+def _onednn() -> bool:
+    return bool(torch.backends.mkldnn.is_available())
+
+
 def prepack_supported(dtype: torch.dtype, device: torch.device) -> bool:
-    return device.type == "cpu" and dtype == torch.bfloat16 and _onednn_bf16()
+    if device.type != "cpu":
+        return False
+    return (dtype == torch.bfloat16 and _onednn_bf16()) or (dtype == torch.float32 and _onednn())
 
 
 class PrepackedLinear:

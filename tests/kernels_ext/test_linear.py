@@ -21,6 +21,7 @@ def test_prepacked_linear_matches_f_linear(dtype: torch.dtype, rows: int) -> Non
         torch.testing.assert_close(got, F.linear(x, w, bias), atol=1e-2, rtol=1e-2)
 
 
-def test_prepacking_is_only_claimed_for_cpu_bfloat16() -> None:
-    assert not prepack_supported(torch.float32, torch.device("cpu"))
+def test_prepacking_is_only_claimed_for_cpu_bfloat16_and_float32() -> None:
+    assert not prepack_supported(torch.float16, torch.device("cpu"))
     assert not prepack_supported(torch.bfloat16, torch.device("meta"))
+    assert prepack_supported(torch.float32, torch.device("cpu")) == torch.backends.mkldnn.is_available()

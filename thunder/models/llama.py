@@ -4,7 +4,9 @@ No padding anywhere: a step's tokens from every sequence are concatenated, posit
 and attention goes through an object with ``append(layer, k, v)`` / ``run(layer, q)`` (the paged
 `kernels_ext.PagedAttention`, or `DenseCausalAttention` for a no-cache reference forward).
 
-Q/K/V and gate/up are fused into one matmul each at load time. A model may hold only layers
+Q/K/V and gate/up are fused into one matmul each at load time. On CPU in float32/bfloat16 the layers run the
+fused C kernels of `kernels_ext.cpu_fused` between the matmuls (RMSNorm with the residual add, RoPE in place on
+the QKV output, SiLU-and-mul); ``model.fused = False`` keeps the eager torch ops (the tests compare both). A model may hold only layers
 ``[start, end)`` of the full stack (a pipeline stage): the first stage owns the embedding, the last owns the
 final norm and ``lm_head``.
 """
@@ -17,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kernels_ext import PrepackedLinear
+from kernels_ext import PrepackedLinear, cpu_fused
 from thunder.models.config import ModelConfig
 from thunder.models.rope import RotaryEmbedding
 
@@ -89,6 +91,22 @@ class LlamaDecoderLayer(nn.Module):
         self.gate_up_proj = Linear(cfg.hidden_size, 2 * cfg.intermediate_size, cfg.mlp_bias, dtype=dtype)
         self.down_proj = Linear(cfg.intermediate_size, cfg.hidden_size, cfg.mlp_bias, dtype=dtype)
 
+    def forward_fused(
+        self, h: torch.Tensor, positions: torch.Tensor, rope: RotaryEmbedding, attn: AttentionLike, layer: int
+    ) -> torch.Tensor:
+        """Same as `forward` with the fused CPU kernels; updates ``h [T, hidden]`` (contiguous) in place."""
+        t, hq, hkv = h.shape[0], self.num_heads, self.num_kv_heads
+        qkv = self.qkv_proj(
+            cpu_fused.add_rms_norm(h, None, self.input_layernorm.weight, self.input_layernorm.eps)
+        )
+        cpu_fused.rope_(qkv, hq + hkv, rope.cos, rope.sin_signed, positions)
+        heads = qkv.view(t, -1, self.head_dim)
+        attn.append(layer, heads[:, hq : hq + hkv], heads[:, hq + hkv :])
+        o = self.o_proj(attn.run(layer, heads[:, :hq]).reshape(t, -1))
+        norm = self.post_attention_layernorm
+        gate_up = self.gate_up_proj(cpu_fused.add_rms_norm(h, o, norm.weight, norm.eps))
+        return h.add_(self.down_proj(cpu_fused.silu_mul(gate_up)))
+
     def forward(
         self, h: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, attn: AttentionLike, layer: int
     ) -> torch.Tensor:
@@ -108,7 +126,7 @@ class LlamaForCausalLM(nn.Module):
 
     ``forward(x, positions, attn)``: ``x`` is ``input_ids [T]`` (int64) on the first stage or hidden states
     ``[T, hidden]`` on later stages; ``positions [T]`` int64. Returns hidden states ``[T, hidden]`` (before
-    the final norm). ``compute_logits(hidden [N, hidden]) -> [N, vocab]`` in the model dtype, last stage only.
+    the final norm). ``fused`` (default: where `kernels_ext.cpu_fused.supported`) picks the fused CPU kernels. ``compute_logits(hidden [N, hidden]) -> [N, vocab]`` in the model dtype, last stage only.
     """
 
     def __init__(
@@ -139,6 +157,7 @@ class LlamaForCausalLM(nn.Module):
         self.to_empty(device=device)
         if self.is_first and self.is_last and cfg.tie_word_embeddings:
             self.lm_head.weight = self.embed_tokens.weight  # type: ignore[union-attr]
+        self.fused = cpu_fused.supported(dtype, torch.device(device))
         self.rope = RotaryEmbedding(
             head_dim=cfg.head_dim,
             theta=cfg.rope_theta,
@@ -157,6 +176,14 @@ class LlamaForCausalLM(nn.Module):
     @torch.inference_mode()
     def forward(self, x: torch.Tensor, positions: torch.Tensor, attn: AttentionLike) -> torch.Tensor:
         h = self.embed_tokens(x) if self.embed_tokens is not None else x
+        if self.fused and h.dtype == self.dtype and h.device.type == "cpu":
+            # NOTE: the fused layers update h in place; never write into the caller's hidden states.
+            h = h.clone() if self.embed_tokens is None else h.contiguous()
+            pos = positions.to(torch.int64).contiguous()
+            for i, layer in enumerate(self.layers):
+                assert isinstance(layer, LlamaDecoderLayer)
+                h = layer.forward_fused(h, pos, self.rope, attn, i)
+            return h
         cos, sin = self.rope.tables(positions)
         for i, layer in enumerate(self.layers):
             h = layer(h, cos, sin, attn, i)
@@ -166,4 +193,7 @@ class LlamaForCausalLM(nn.Module):
     def compute_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         if self.norm is None or self.lm_head is None:
             raise RuntimeError(f"layer_range={self.layer_range} is not the last stage; it has no lm_head")
+        if self.fused and hidden.dtype == self.dtype and hidden.device.type == "cpu":
+            normed = cpu_fused.add_rms_norm(hidden.contiguous(), None, self.norm.weight, self.norm.eps)
+            return self.lm_head(normed)
         return self.lm_head(self.norm(hidden))

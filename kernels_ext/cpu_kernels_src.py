@@ -1,0 +1,281 @@
+"""C source of thunder's fused CPU kernels (built on first use by `kernels_ext.cpu_fused`).
+
+Plain C99 + OpenMP over raw pointers (no torch headers, so a build takes about a second). Every kernel takes
+``bf`` (1: bfloat16 storage, 0: float32) and computes in float32. Rounding follows the eager torch ops they
+replace: where eager torch rounds an intermediate to bfloat16 (SiLU before the product, RoPE's ``x * cos``),
+the kernel rounds it too.
+"""
+
+SOURCE = r"""
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <omp.h>
+
+typedef uint16_t bf16;
+
+static inline float b2f(bf16 x) { uint32_t u = ((uint32_t)x) << 16; float f; memcpy(&f, &u, 4); return f; }
+static inline bf16 f2b(float f) {
+    uint32_t u; memcpy(&u, &f, 4);
+    uint32_t r = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+    return (bf16)(((u & 0x7fffffffu) > 0x7f800000u) ? ((u >> 16) | 0x40u) : r);
+}
+static inline float rnd(float f, int bf) { return bf ? b2f(f2b(f)) : f; }
+
+static void load_row(const void* src, float* dst, long n, int bf) {
+    if (bf) { const bf16* s = (const bf16*)src;
+#pragma omp simd
+        for (long i = 0; i < n; i++) dst[i] = b2f(s[i]);
+    } else memcpy(dst, src, n * sizeof(float));
+}
+static void store_row(const float* src, void* dst, long n, int bf) {
+    if (bf) { bf16* d = (bf16*)dst;
+#pragma omp simd
+        for (long i = 0; i < n; i++) d[i] = f2b(src[i]);
+    } else memcpy(dst, src, n * sizeof(float));
+}
+static inline size_t esz(int bf) { return bf ? 2 : 4; }
+#define AT(p, i, bf) ((char*)(p) + (size_t)(i) * esz(bf))
+#define CAT(p, i, bf) ((const char*)(p) + (size_t)(i) * esz(bf))
+
+/* Cephes-style expf: ~1 ulp on [-87, 88], vectorisable (no libm call). */
+static inline float vexp(float x) {
+    x = fminf(fmaxf(x, -87.0f), 88.0f);
+    float n = rintf(x * 1.44269504088896341f);
+    float r = fmaf(n, -0.693359375f, x);
+    r = fmaf(n, 2.12194440e-4f, r);
+    float p = 1.9875691500e-4f;
+    p = fmaf(p, r, 1.3981999507e-3f); p = fmaf(p, r, 8.3334519073e-3f);
+    p = fmaf(p, r, 4.1665795894e-2f); p = fmaf(p, r, 1.6666665459e-1f);
+    p = fmaf(p, r, 5.0000001201e-1f);
+    float y = fmaf(p * r, r, r) + 1.0f;
+    int32_t e = ((int32_t)n + 127) << 23; float s; memcpy(&s, &e, 4);
+    return y * s;
+}
+
+/* residual[r] += delta[r] (if delta), then out[r] = rms_norm(residual[r]) * w. rows x n, row-contiguous. */
+void th_add_rms_norm(void* residual, const void* delta, void* out, const void* w, long rows, long n,
+                     float eps, int bf, int nt) {
+#pragma omp parallel for num_threads(nt) if (rows * n >= 262144) schedule(static)
+    for (long r = 0; r < rows; r++) {
+        float x[n], d[n], wf[n];
+        load_row(CAT(residual, r * n, bf), x, n, bf);
+        if (delta) {
+            load_row(CAT(delta, r * n, bf), d, n, bf);
+            for (long i = 0; i < n; i++) x[i] = rnd(x[i] + d[i], bf);
+            store_row(x, AT(residual, r * n, bf), n, bf);
+        }
+        float ss = 0.0f;
+#pragma omp simd reduction(+:ss)
+        for (long i = 0; i < n; i++) ss += x[i] * x[i];
+        float inv = 1.0f / sqrtf(ss / (float)n + eps);
+        load_row(w, wf, n, bf);
+        for (long i = 0; i < n; i++) x[i] = x[i] * inv * wf[i];
+        store_row(x, AT(out, r * n, bf), n, bf);
+    }
+}
+
+/* out[r, i] = silu(gu[r, i]) * gu[r, inter + i]; gu rows x 2*inter, out rows x inter. */
+void th_silu_mul(const void* gu, void* out, long rows, long inter, int bf, int nt) {
+#pragma omp parallel for num_threads(nt) if (rows * inter >= 65536) schedule(static)
+    for (long r = 0; r < rows; r++) {
+        float g[inter], u[inter];
+        load_row(CAT(gu, r * 2 * inter, bf), g, inter, bf);
+        load_row(CAT(gu, r * 2 * inter + inter, bf), u, inter, bf);
+#pragma omp simd
+        for (long i = 0; i < inter; i++) g[i] = rnd(g[i] / (1.0f + vexp(-g[i])), bf) * u[i];
+        store_row(g, AT(out, r * inter, bf), inter, bf);
+    }
+}
+
+/* In place, heads [0, nheads) of every token row t (row_stride elements apart, head_dim d apart):
+   x = x * cos[pos[t]] + rotate_half(x) * sin_signed[pos[t]] (tables max_pos x d, model dtype). */
+void th_rope(void* x, long tokens, long row_stride, long nheads, long d, const void* cos_t,
+             const void* sin_t, const int64_t* pos, int bf, int nt) {
+    long half = d / 2;
+#pragma omp parallel for num_threads(nt) if (tokens * nheads * d >= 262144) schedule(static)
+    for (long t = 0; t < tokens; t++) {
+        float c[d], s[d], v[d], o[d];
+        load_row(CAT(cos_t, pos[t] * d, bf), c, d, bf);
+        load_row(CAT(sin_t, pos[t] * d, bf), s, d, bf);
+        for (long h = 0; h < nheads; h++) {
+            void* p = AT(x, t * row_stride + h * d, bf);
+            load_row(p, v, d, bf);
+            for (long i = 0; i < d; i++) {
+                float rot = v[i < half ? i + half : i - half];
+                o[i] = rnd(v[i] * c[i], bf) + rot * s[i];
+            }
+            store_row(o, p, d, bf);
+        }
+    }
+}
+
+/* Copy k/v rows (tokens x width, k_stride/v_stride elements apart) to rows[t] / rows[t] + page_size of
+   cache viewed as [-1, width]. */
+void th_write_kv(void* cache, const void* k, long k_stride, const void* v, long v_stride,
+                 const int64_t* rows, long tokens, long width, long page_size, int bf) {
+    size_t nb = (size_t)width * esz(bf);
+    for (long t = 0; t < tokens; t++) {
+        memcpy(AT(cache, rows[t] * width, bf), CAT(k, t * k_stride, bf), nb);
+        memcpy(AT(cache, (rows[t] + page_size) * width, bf), CAT(v, t * v_stride, bf), nb);
+    }
+}
+
+#define QB 16
+#define KB 16
+
+typedef struct { long b, s0; } item_t;
+
+static item_t* make_items(const int32_t* qo_indptr, long batch, long* nitems) {
+    item_t* items = (item_t*)malloc(sizeof(item_t) * (size_t)(qo_indptr[batch] + batch + 1));
+    long n = 0;
+    for (long b = 0; b < batch; b++)
+        for (long s = 0; s < qo_indptr[b + 1] - qo_indptr[b]; s += QB) { items[n].b = b; items[n].s0 = s; n++; }
+    *nitems = n;
+    return items;
+}
+
+#if defined(__AVX512F__)
+#include <immintrin.h>
+
+static inline __m512 load16(const void* p, int bf) {
+    if (bf) return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i*)p)), 16));
+    return _mm512_loadu_ps((const float*)p);
+}
+static inline __m512 vexp16(__m512 x) {
+    x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-87.0f)), _mm512_set1_ps(88.0f));
+    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fmadd_ps(n, _mm512_set1_ps(-0.693359375f), x);
+    r = _mm512_fmadd_ps(n, _mm512_set1_ps(2.12194440e-4f), r);
+    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+    __m512 y = _mm512_add_ps(_mm512_fmadd_ps(_mm512_mul_ps(p, r), r, r), _mm512_set1_ps(1.0f));
+    return _mm512_scalef_ps(y, n);
+}
+/* out[j] = sum of the 16 lanes of v[j], j < 16 (transpose-and-add tree). */
+static inline __m512 hsum16x16(__m512* v) {
+    __m512 t[8], u[4], w[2];
+    for (int j = 0; j < 8; j++)
+        t[j] = _mm512_add_ps(_mm512_unpacklo_ps(v[2 * j], v[2 * j + 1]), _mm512_unpackhi_ps(v[2 * j], v[2 * j + 1]));
+    for (int j = 0; j < 4; j++)
+        u[j] = _mm512_add_ps(
+            _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[2 * j]), _mm512_castps_pd(t[2 * j + 1]))),
+            _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[2 * j]), _mm512_castps_pd(t[2 * j + 1]))));
+    for (int j = 0; j < 2; j++)
+        w[j] = _mm512_add_ps(_mm512_shuffle_f32x4(u[2 * j], u[2 * j + 1], 0x88), _mm512_shuffle_f32x4(u[2 * j], u[2 * j + 1], 0xDD));
+    return _mm512_add_ps(_mm512_shuffle_f32x4(w[0], w[1], 0x88), _mm512_shuffle_f32x4(w[0], w[1], 0xDD));
+}
+#define HAVE_ATTN_AVX512 1
+#endif
+
+/* Causal (bottom-right aligned) GQA attention of q [nnz, hq, d] (token stride q_stride) over one layer's
+   paged cache [pages, 2, page_size, hkv, d]; writes out [nnz, hq, d] (token stride out_stride).
+   One work item = (request, kv head, block of up to QB query tokens); keys stream in blocks of KB with an
+   online softmax, so each K/V row is read and converted once per item. */
+void th_paged_attention(const void* q, long q_stride, void* out, long out_stride, const void* cache,
+                        const int32_t* qo_indptr, const int32_t* kv_indptr, const int32_t* kv_indices,
+                        const int32_t* kv_lens, long batch, long hq, long hkv, long d, long page_size,
+                        float scale, int bf, int nt) {
+    long g = hq / hkv, nitems;
+    item_t* items = make_items(qo_indptr, batch, &nitems);
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 1) if (nitems * hkv > 1)
+    for (long it = 0; it < nitems * hkv; it++) {
+        long b = items[it / hkv].b, s0 = items[it / hkv].s0, h = it % hkv;
+        long qlen = qo_indptr[b + 1] - qo_indptr[b], kvlen = kv_lens[b];
+        long ntok = qlen - s0 < QB ? qlen - s0 : QB;
+        long nrow = ntok * g;
+        long first = kvlen - qlen + s0;   /* the block's first token sees keys [0, first] */
+        long nkeys = first + ntok;        /* keys any row of the block sees */
+        const int32_t* pages = kv_indices + kv_indptr[b];
+        float* buf = (float*)aligned_alloc(64, sizeof(float) * (size_t)(2 * nrow * d + 2 * KB * d + 3 * nrow + 64));
+        float *qf = buf, *acc = qf + nrow * d, *kf = acc + nrow * d, *vf = kf + KB * d;
+        float *m = vf + KB * d, *l = m + nrow, *pj = l + nrow;
+        for (long r = 0; r < nrow; r++) {
+            long tok = qo_indptr[b] + s0 + r / g, head = h * g + r % g;
+            load_row(CAT(q, tok * q_stride + head * d, bf), qf + r * d, d, bf);
+            for (long i = 0; i < d; i++) { qf[r * d + i] *= scale; acc[r * d + i] = 0.0f; }
+            m[r] = -INFINITY; l[r] = 0.0f;
+        }
+        for (long kb = 0; kb < nkeys; kb += KB) {
+            long nk = nkeys - kb < KB ? nkeys - kb : KB;
+            const char *krow[KB], *vrow[KB];
+            for (long j = 0; j < KB; j++) {
+                long k = kb + (j < nk ? j : 0);
+                long row = ((long)pages[k / page_size] * 2 * page_size + k % page_size) * hkv + h;
+                krow[j] = CAT(cache, row * d, bf);
+                vrow[j] = CAT(cache, (row + page_size * hkv) * d, bf);
+            }
+#ifdef HAVE_ATTN_AVX512
+            int vec = d % 16 == 0;
+#else
+            int vec = 0;
+#endif
+            if (!vec)
+                for (long j = 0; j < nk; j++) { load_row(krow[j], kf + j * d, d, bf); load_row(vrow[j], vf + j * d, d, bf); }
+            long r0 = kb <= first ? 0 : (kb - first) * g;   /* rows before r0 see no key of this block */
+            for (long r = r0; r < nrow; r++) {
+                long nv = first + r / g + 1 - kb;          /* keys of this block that row r sees */
+                if (nv > nk) nv = nk;
+                const float* qr = qf + r * d;
+                float* ar = acc + r * d;
+                float sc[KB];
+#ifdef HAVE_ATTN_AVX512
+                if (vec) {
+                    __m512 part[KB];
+                    for (long j = 0; j < KB; j++) part[j] = _mm512_setzero_ps();
+                    long es = bf ? 2 : 4;
+                    for (long c = 0; c < d; c += 16) {
+                        __m512 qv = _mm512_loadu_ps(qr + c);
+                        for (long j = 0; j < nk; j++) part[j] = _mm512_fmadd_ps(qv, load16(krow[j] + c * es, bf), part[j]);
+                    }
+                    __mmask16 live = (__mmask16)((1u << nv) - 1u);
+                    __m512 s = _mm512_mask_blend_ps(live, _mm512_set1_ps(-INFINITY), hsum16x16(part));
+                    float mnew = fmaxf(m[r], _mm512_reduce_max_ps(s));
+                    float corr = expf(m[r] - mnew);
+                    __m512 p = _mm512_maskz_mov_ps(live, vexp16(_mm512_sub_ps(s, _mm512_set1_ps(mnew))));
+                    l[r] = l[r] * corr + _mm512_reduce_add_ps(p);
+                    m[r] = mnew;
+                    _mm512_storeu_ps(sc, p);
+                    for (long c = 0; c < d; c += 16) {
+                        __m512 a = _mm512_mul_ps(_mm512_loadu_ps(ar + c), _mm512_set1_ps(corr));
+                        for (long j = 0; j < nv; j++) a = _mm512_fmadd_ps(_mm512_set1_ps(sc[j]), load16(vrow[j] + c * es, bf), a);
+                        _mm512_storeu_ps(ar + c, a);
+                    }
+                    continue;
+                }
+#endif
+                float mnew = m[r];
+                for (long j = 0; j < nv; j++) {
+                    float dot = 0.0f;
+                    for (long i = 0; i < d; i++) dot += qr[i] * kf[j * d + i];
+                    sc[j] = dot;
+                    mnew = fmaxf(mnew, dot);
+                }
+                float corr = expf(m[r] - mnew), sum = 0.0f;
+                for (long j = 0; j < nv; j++) { sc[j] = expf(sc[j] - mnew); sum += sc[j]; }
+                l[r] = l[r] * corr + sum;
+                m[r] = mnew;
+                for (long i = 0; i < d; i++) {
+                    float a = ar[i] * corr;
+                    for (long j = 0; j < nv; j++) a += sc[j] * vf[j * d + i];
+                    ar[i] = a;
+                }
+            }
+        }
+        (void)pj;
+        for (long r = 0; r < nrow; r++) {
+            long tok = qo_indptr[b] + s0 + r / g, head = h * g + r % g;
+            float inv = 1.0f / l[r];
+            for (long i = 0; i < d; i++) acc[r * d + i] *= inv;
+            store_row(acc + r * d, AT(out, tok * out_stride + head * d, bf), d, bf);
+        }
+        free(buf);
+    }
+    free(items);
+}
+"""
