@@ -99,25 +99,40 @@ def replan(plan: Plan, events: Sequence[Event], *, cluster: Cluster, model: Mode
     return assemble_plan(cluster, model, workload, ev, state, group_ids, unused, best, meta, inactive)
 
 
+EXACT_CLIMB_GROUPS = 16
+"""Up to this many groups the phase climb scores every Flip with the routing LP (a few ms each at 32 devices);
+above it, flips are scored with the fast proportional routing and only the final choice is checked exactly."""
+
+
 def _flip_climb(ev: Evaluator, state: tuple[Group, ...]) -> tuple[tuple[Group, ...], Evaluation]:
-    """Best-improvement hill-climbing over single Flip moves (fast scores), then one exact (LP) evaluation."""
+    """Best-improvement hill-climbing over single Flip moves, then the exact (LP) evaluation of the result.
+
+    NOTE: past the fast score's capacity every state scores 0 attainment with proportional routing, so near
+    saturation (where a re-plan for a higher rate matters most) only LP-routed scores rank phase assignments;
+    small plans therefore climb on exact scores. Large ones climb on fast scores and keep the starting phases
+    unless the climbed state also wins exactly."""
     def flipped(s: tuple[Group, ...], k: int) -> tuple[Group, ...]:
         g = s[k]
         return canonical([*s[:k], Group(g.members, "decode" if g.phase == "prefill" else "prefill"), *s[k + 1:]])
 
-    current = ev.evaluate(state, exact=False).score
+    exact = len(state) <= EXACT_CLIMB_GROUPS
+    start, start_eval = state, ev.evaluate(state, exact=True)
+    current = start_eval.score if exact else ev.evaluate(state, exact=False).score
+    best_eval = start_eval
     for _ in range(len(state)):
-        candidates = [(ev.evaluate(flipped(state, k), exact=False).score, k) for k in range(len(state))]
-        score, k = max(candidates, key=lambda c: (c[0], -c[1]))
-        if score <= current:
+        evals = [(ev.evaluate(flipped(state, k), exact=exact), k) for k in range(len(state))]
+        top, k = max(evals, key=lambda c: (c[0].score, -c[1]))
+        if top.score <= current:
             break
-        state, current = flipped(state, k), score
-    best = ev.evaluate(state, exact=True)
-    if best.prediction is None:
+        state, current, best_eval = flipped(state, k), top.score, top
+    if not exact and state != start:
+        climbed = ev.evaluate(state, exact=True)
+        state, best_eval = (state, climbed) if climbed.score > start_eval.score else (start, start_eval)
+    if best_eval.prediction is None:
         raise PlanError("no phase assignment of the surviving groups serves both prefill and decode")
-    return state, best
+    return state, best_eval
 
 
-
-__all__ = ["BandwidthChanged", "DeviceLost", "DeviceReturned", "Event", "WorkloadShift", "replan"]
+__all__ = ["EXACT_CLIMB_GROUPS", "BandwidthChanged", "DeviceLost", "DeviceReturned", "Event", "WorkloadShift",
+           "replan"]
 
