@@ -102,3 +102,19 @@ def test_rope_scaling_variants() -> None:
     assert torch.allclose(scaled[wavelen > 8192], base[wavelen > 8192] / 8)  # low frequencies scaled
     with pytest.raises(UnsupportedModelError, match="yarn"):
         rope_inv_freq(64, 1e4, {"rope_type": "yarn", "factor": 2.0})
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_fused_cpu_kernels_match_the_eager_torch_layers(tiny_dir: Path, dtype: torch.dtype) -> None:
+    from kernels_ext import cpu_fused
+
+    if not cpu_fused.available():
+        pytest.skip("no C compiler: fused CPU kernels not built")
+    model = build_model(tiny_dir, dtype=dtype)
+    assert model.fused
+    ids = [5, 9, 14, 3, 7, 8, 30, 40, 41]
+    fused = dense_logits(model, ids).float()
+    model.fused = False
+    eager = dense_logits(model, ids).float()
+    tol = 1e-5 if dtype == torch.float32 else 5e-2
+    torch.testing.assert_close(fused, eager, atol=tol, rtol=tol)
