@@ -40,11 +40,13 @@ def run(
     cpu_policy: str = typer.Option(
         "decode-first",
         help="How CPU device processes share the cores: decode-first (each decode device gets all cores' "
-        "threads, prefill devices half the cores at a lower OS priority, so decode steps are not stalled by "
-        "prefill) | even (cores split evenly, equal priority). Colocated devices always split evenly.",
+        "threads, only those prefill leaves while its batch is under 16 sequences; prefill devices half the "
+        "cores) | even (cores split evenly). Colocated devices always split evenly.",
     ),
     prefill_nice: int = typer.Option(
-        10, help="OS niceness (0-19) of prefill device processes under --cpu-policy decode-first."
+        0,
+        help="OS niceness (0-19) of prefill device processes under --cpu-policy decode-first: decode runs first "
+        "when both are ready; on a machine shared with other jobs a niced prefill also waits behind them.",
     ),
     kv_cache_gib: float = typer.Option(1.0, help="KV pool per device, GiB."),
     max_num_seqs: int = typer.Option(128, help="Most sequences in a device's batch."),

@@ -44,10 +44,11 @@ class RuntimeConfig:
     """torch threads per CPU device (default: from `cpu_policy`)."""
     cpu_policy: str = "decode-first"
     """How CPU device processes share the cores (`runtime.cpu_policy`): ``decode-first`` gives each decode
-    device all cores' threads and prefill devices half the cores at a lower priority (``prefill_nice``), so
-    decode steps are not stalled by prefill; ``even`` splits the cores evenly at equal priority."""
-    prefill_nice: int = 10
-    """Niceness of prefill device processes under ``decode-first`` (0-19; 0 keeps normal priority)."""
+    device all cores' threads (only the cores prefill leaves while its batch is small) and prefill devices
+    half the cores, so decode steps are not stalled by prefill; ``even`` splits the cores evenly."""
+    prefill_nice: int = 0
+    """Niceness of prefill device processes under ``decode-first`` (0-19; 0 keeps normal priority). Niceness
+    ranks against every process on the machine: on a shared one a niced prefill waits behind other tenants."""
     kv_cache_gib: float = 1.0
     max_num_seqs: int = 128
     max_num_batched_tokens: int = 2048
@@ -77,7 +78,7 @@ class RuntimeConfig:
         if self.cpu_policy not in CPU_POLICIES:
             raise ConfigError(f"cpu_policy={self.cpu_policy!r}: choose one of {CPU_POLICIES}")
         if not 0 <= self.prefill_nice <= 19:
-            raise ConfigError(f"prefill_nice={self.prefill_nice}: must be within 0-19; try 10")
+            raise ConfigError(f"prefill_nice={self.prefill_nice}: must be within 0-19; try 5")
         if self.threads_per_device is not None and self.threads_per_device < 1:
             raise ConfigError(f"threads_per_device={self.threads_per_device}: must be >= 1")
         if self.rate is not None and not self.rate > 0:

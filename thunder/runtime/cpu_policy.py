@@ -2,14 +2,17 @@
 
 On a CPU-only machine every device process competes for the same cores. Disaggregation only pays when a
 decode step is never stalled by a prefill, so the default policy ``decode-first`` gives each decode device
-the cores (``cores // decode devices`` threads, normal priority) and each prefill device half the cores at a
-lower priority (niceness ``prefill_nice``): the kernel runs decode first whenever both are ready, and prefill
-takes the idle cycles. While a decode device runs a small batch (< `SMALL_BATCH` sequences) it uses only the
+the cores (``cores // decode devices`` threads) and each prefill device half the cores, optionally at a
+lower OS priority (niceness ``prefill_nice``: the kernel then runs decode first whenever both are ready). While a decode device runs a small batch (< `SMALL_BATCH` sequences) it uses only the
 cores prefill does not (``small_batch_threads``): there one more thread gains little, and an OpenMP team that
 shares a core with prefill or the server waits for its slowest thread every layer (measured on 2 cores: TPOT
 p50 14.5 ms with 1 thread vs 18-19 ms with 2 at 2 req/s; 76 vs 53 ms with 64 sequences at once).
 ``even`` splits the cores evenly at equal priority (the previous behaviour). Colocated devices always split
 evenly: each serves both phases.
+
+``prefill_nice`` defaults to 0: niceness ranks a process against every process on the machine, not only our
+decode device, so on a shared machine a niced prefill starves behind other tenants (measured: TTFT p50 687 ms
+vs 53 ms at 2 req/s with co-tenant load ~2.5) while decode's TPOT did not improve (benchmarks/serving.md).
 
 NOTE: the cores are oversubscribed on purpose under ``decode-first`` (decode and prefill threads together
 exceed the cores); OpenMP waits passively (`thunder._threads`), so an idle decode device costs nothing.
@@ -30,7 +33,7 @@ if TYPE_CHECKING:
 
 __all__ = ["CPU_POLICIES", "CpuShare", "cpu_shares", "lower_priority", "plan_shares"]
 
-DEFAULT_PREFILL_NICE = 10
+DEFAULT_PREFILL_NICE = 0
 SMALL_BATCH = 16
 """A decode batch below this many sequences runs on ``small_batch_threads``."""
 

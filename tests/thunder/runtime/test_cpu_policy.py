@@ -13,7 +13,7 @@ from thunder.runtime.cpu_policy import SMALL_BATCH, CpuShare, cpu_shares
 
 def test_decode_first_gives_decode_the_cores_prefill_leaves_while_its_batch_is_small() -> None:
     prefill, decode = cpu_shares("decode-first", ["prefill", "decode"], cores=2)
-    assert (prefill, decode) == (CpuShare(1, 10), CpuShare(2, 0, small_batch_threads=1))
+    assert (prefill, decode) == (CpuShare(1, 0), CpuShare(2, 0, small_batch_threads=1))
     assert [decode.threads_for(n) for n in (1, SMALL_BATCH - 1, SMALL_BATCH, 128)] == [1, 1, 2, 2]
     assert prefill.threads_for(128) == 1
     assert cpu_shares("decode-first", ["prefill", "prefill", "decode"], cores=8, prefill_nice=5) == [
@@ -23,7 +23,7 @@ def test_decode_first_gives_decode_the_cores_prefill_leaves_while_its_batch_is_s
 def test_even_and_colocated_split_the_cores_at_equal_priority() -> None:
     assert cpu_shares("even", ["prefill", "decode"], cores=2) == [CpuShare(1), CpuShare(1)]
     assert cpu_shares("decode-first", ["colocated", "colocated"], cores=4) == [CpuShare(2), CpuShare(2)]
-    assert cpu_shares("decode-first", ["prefill", "decode"], cores=2, threads=3) == [
+    assert cpu_shares("decode-first", ["prefill", "decode"], cores=2, threads=3, prefill_nice=10) == [
         CpuShare(3, 10), CpuShare(3, 0)]  # fmt: skip
     with pytest.raises(ValueError, match="cpu_policy='fair'"):
         cpu_shares("fair", ["decode"])

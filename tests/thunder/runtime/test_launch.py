@@ -51,7 +51,7 @@ def test_decode_first_gives_decode_the_cores_and_prefill_a_lower_priority(planne
     p, d = (GroupPlan(id=f"g{i}", phase=ph, config=ReplicaConfig.single(CPU_TYPE, (f"local/{i}",), 30))
             for i, ph in enumerate(("prefill", "decode")))
     disagg = dataclasses.replace(plan, groups=(p, d))
-    slots = _slots(RuntimeConfig(), disagg, local)
+    slots = _slots(RuntimeConfig(prefill_nice=10), disagg, local)
     cores = os.cpu_count() or 1
     assert [(s.role, s.spec.threads, s.nice) for s in slots] == [
         ("prefill", max(1, cores // 2), 10), ("decode", cores, 0)]
