@@ -3,10 +3,11 @@
 On a CPU-only machine every device process competes for the same cores. Disaggregation only pays when a
 decode step is never stalled by a prefill, so the default policy ``decode-first`` gives each decode device
 the cores (``cores // decode devices`` threads) and each prefill device half the cores, optionally at a
-lower OS priority (niceness ``prefill_nice``: the kernel then runs decode first whenever both are ready). While a decode device runs a small batch (< `SMALL_BATCH` sequences) it uses only the
-cores prefill does not (``small_batch_threads``): there one more thread gains little, and an OpenMP team that
-shares a core with prefill or the server waits for its slowest thread every layer (measured on 2 cores: TPOT
-p50 14.5 ms with 1 thread vs 18-19 ms with 2 at 2 req/s; 76 vs 53 ms with 64 sequences at once).
+lower OS priority (niceness ``prefill_nice``: the kernel then runs decode first whenever both are ready).
+While a decode device runs a small batch (< `SMALL_BATCH` sequences) it uses only the cores prefill does not
+(``small_batch_threads``): there one more thread gains little, and an OpenMP team that shares a core with
+prefill or the server waits for its slowest thread every layer (measured on 2 cores: TPOT p50 14.5 ms with 1
+thread vs 18-19 ms with 2 at 2 req/s; 76 vs 53 ms with 64 sequences at once).
 ``even`` splits the cores evenly at equal priority (the previous behaviour). Colocated devices always split
 evenly: each serves both phases.
 
