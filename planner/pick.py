@@ -1,8 +1,8 @@
 """Simulator-checked final pick: the search's top states by analytic score, each simulated briefly.
 
 The analytic estimate ranks thousands of states cheaply but is an approximation; the discrete-event simulator is
-the referee every baseline is judged by. So `plan()` re-routes each of the top-K states (routing LP) at a few
-rates, simulates a few hundred Poisson requests per rate (common random numbers: one seed for every candidate),
+the referee every baseline is judged by. So `plan()` re-routes each of the top-K groupings (phases re-climbed and
+routing LP re-solved per rate, as a lightweight re-plan would) at a few rates, simulates a few hundred Poisson requests per rate (common random numbers: one seed for every candidate),
 and keeps the state that best meets the attainment target at the workload's rate, then has the best mean
 attainment over the stress rates around the analytic capacity (its headroom). Ties keep the analytic order.
 """
@@ -30,6 +30,11 @@ class PickSettings:
     stress: tuple[float, ...] = (1.2, 1.5)
     """Stress rates, as multiples of the best finalist's analytic capacity (all finalists see the same rates)."""
     seed: int = 0
+    distinct_groupings: bool = True
+    """Finalists are the best phase assignment of each of the top groupings (phases are re-planned per rate)."""
+    replan_phases: bool = True
+    """At every simulated rate, re-climb the phases first (as `replan` does when the running system sees that
+    rate), so a finalist is judged the way it will be served."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

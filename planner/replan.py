@@ -91,7 +91,7 @@ def replan(plan: Plan, events: Sequence[Event], *, cluster: Cluster, model: Mode
 
     ev = Evaluator(cluster, cost_model, WorkloadSample.of(workload, seed=seed), fixed_config, compressed=compressed)
     state = canonical([Group(m, phases[m]) for m in active])
-    state, best = _flip_climb(ev, state)
+    state, best = climb_phases(ev, state)
     group_ids = {g: ids[g.members] for g in state}
     meta = {**plan.search, "algorithm": "replan", "lost_device_ids": sorted(down),
             "replan_seconds": round(time.perf_counter() - start, 4)}
@@ -104,7 +104,7 @@ EXACT_CLIMB_GROUPS = 16
 above it, flips are scored with the fast proportional routing and only the final choice is checked exactly."""
 
 
-def _flip_climb(ev: Evaluator, state: tuple[Group, ...]) -> tuple[tuple[Group, ...], Evaluation]:
+def climb_phases(ev: Evaluator, state: tuple[Group, ...]) -> tuple[tuple[Group, ...], Evaluation]:
     """Best-improvement hill-climbing over single Flip moves, then the exact (LP) evaluation of the result.
 
     NOTE: past the fast score's capacity every state scores 0 attainment with proportional routing, so near
@@ -133,6 +133,6 @@ def _flip_climb(ev: Evaluator, state: tuple[Group, ...]) -> tuple[tuple[Group, .
     return state, best_eval
 
 
-__all__ = ["EXACT_CLIMB_GROUPS", "BandwidthChanged", "DeviceLost", "DeviceReturned", "Event", "WorkloadShift",
+__all__ = ["EXACT_CLIMB_GROUPS", "BandwidthChanged", "climb_phases", "DeviceLost", "DeviceReturned", "Event", "WorkloadShift",
            "replan"]
 

@@ -59,10 +59,21 @@ class TabuSearch:
         self.seen: dict[State, tuple[frozenset[int], Evaluation]] = {}
         """Every state scored exactly (routing LP) during `run`, for a simulator-checked final pick."""
 
-    def top(self, k: int) -> list[tuple[State, frozenset[int], Evaluation]]:
-        """The `k` best distinct states scored exactly so far, best first."""
+    def top(self, k: int, *, distinct_groupings: bool = False) -> list[tuple[State, frozenset[int], Evaluation]]:
+        """The `k` best distinct states scored exactly so far, best first. With `distinct_groupings`, only the best
+        phase assignment of each grouping (phases are re-planned cheaply later; groupings are not)."""
         ranked = sorted(self.seen.items(), key=lambda kv: kv[1][1].score, reverse=True)
-        return [(state, unused, ev) for state, (unused, ev) in ranked[:k] if ev.prediction is not None]
+        out: list[tuple[State, frozenset[int], Evaluation]] = []
+        groupings: set[frozenset[frozenset[int]]] = set()
+        for state, (unused, ev) in ranked:
+            if len(out) >= k:
+                break
+            grouping = frozenset(g.members for g in state)
+            if ev.prediction is None or (distinct_groupings and grouping in groupings):
+                continue
+            groupings.add(grouping)
+            out.append((state, unused, ev))
+        return out
 
     def cost(self, state: State) -> float:
         return float(sum(self.prices[list(g.members)].sum() for g in state))
