@@ -54,6 +54,56 @@ static inline float vexp(float x) {
     return y * s;
 }
 
+#if defined(__AVX512F__)
+#include <immintrin.h>
+
+static inline __m512 load16(const void* p, int bf) {
+    if (bf) return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i*)p)), 16));
+    return _mm512_loadu_ps((const float*)p);
+}
+static inline __m512 vexp16(__m512 x) {
+    x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-87.0f)), _mm512_set1_ps(88.0f));
+    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fmadd_ps(n, _mm512_set1_ps(-0.693359375f), x);
+    r = _mm512_fmadd_ps(n, _mm512_set1_ps(2.12194440e-4f), r);
+    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+    __m512 y = _mm512_add_ps(_mm512_fmadd_ps(_mm512_mul_ps(p, r), r, r), _mm512_set1_ps(1.0f));
+    return _mm512_scalef_ps(y, n);
+}
+/* out[j] = sum of the 16 lanes of v[j], j < 16 (transpose-and-add tree). */
+static inline __m512 hsum16x16(__m512* v) {
+    __m512 t[8], u[4], w[2];
+    for (int j = 0; j < 8; j++)
+        t[j] = _mm512_add_ps(_mm512_unpacklo_ps(v[2 * j], v[2 * j + 1]), _mm512_unpackhi_ps(v[2 * j], v[2 * j + 1]));
+    for (int j = 0; j < 4; j++)
+        u[j] = _mm512_add_ps(
+            _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[2 * j]), _mm512_castps_pd(t[2 * j + 1]))),
+            _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[2 * j]), _mm512_castps_pd(t[2 * j + 1]))));
+    for (int j = 0; j < 2; j++)
+        w[j] = _mm512_add_ps(_mm512_shuffle_f32x4(u[2 * j], u[2 * j + 1], 0x88), _mm512_shuffle_f32x4(u[2 * j], u[2 * j + 1], 0xDD));
+    return _mm512_add_ps(_mm512_shuffle_f32x4(w[0], w[1], 0x88), _mm512_shuffle_f32x4(w[0], w[1], 0xDD));
+}
+static inline void store16(void* p, __m512 v, int bf) {
+    if (bf) {
+        __m512i u = _mm512_castps_si512(v);
+        __m512i r = _mm512_add_epi32(u, _mm512_add_epi32(_mm512_set1_epi32(0x7fff), _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1))));
+        _mm256_storeu_si256((__m256i*)p, _mm512_cvtepi32_epi16(_mm512_srli_epi32(r, 16)));
+    } else _mm512_storeu_ps((float*)p, v);
+}
+static inline __m512 round16(__m512 v, int bf) {
+    if (!bf) return v;
+    __m512i u = _mm512_castps_si512(v);
+    __m512i r = _mm512_add_epi32(u, _mm512_add_epi32(_mm512_set1_epi32(0x7fff), _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1))));
+    return _mm512_castsi512_ps(_mm512_and_si512(r, _mm512_set1_epi32((int)0xffff0000u)));
+}
+#define HAVE_AVX512 1
+#endif
+
 /* residual[r] += delta[r] (if delta), then out[r] = rms_norm(residual[r]) * w. rows x n, row-contiguous. */
 void th_add_rms_norm(void* residual, const void* delta, void* out, const void* w, long rows, long n,
                      float eps, int bf, int nt) {
@@ -80,6 +130,19 @@ void th_add_rms_norm(void* residual, const void* delta, void* out, const void* w
 void th_silu_mul(const void* gu, void* out, long rows, long inter, int bf, int nt) {
 #pragma omp parallel for num_threads(nt) if (rows * inter >= 65536) schedule(static)
     for (long r = 0; r < rows; r++) {
+#ifdef HAVE_AVX512
+        if (inter % 16 == 0) {
+            const char* gp = CAT(gu, r * 2 * inter, bf);
+            const char* up = CAT(gu, r * 2 * inter + inter, bf);
+            char* op = AT(out, r * inter, bf);
+            for (long i = 0; i < inter; i += 16) {
+                __m512 g = load16(gp + i * esz(bf), bf), u = load16(up + i * esz(bf), bf);
+                __m512 sg = _mm512_div_ps(g, _mm512_add_ps(_mm512_set1_ps(1.0f), vexp16(_mm512_sub_ps(_mm512_setzero_ps(), g))));
+                store16(op + i * esz(bf), _mm512_mul_ps(round16(sg, bf), u), bf);
+            }
+            continue;
+        }
+#endif
         float g[inter], u[inter];
         load_row(CAT(gu, r * 2 * inter, bf), g, inter, bf);
         load_row(CAT(gu, r * 2 * inter + inter, bf), u, inter, bf);
@@ -136,42 +199,6 @@ static item_t* make_items(const int32_t* qo_indptr, long batch, long* nitems) {
     return items;
 }
 
-#if defined(__AVX512F__)
-#include <immintrin.h>
-
-static inline __m512 load16(const void* p, int bf) {
-    if (bf) return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i*)p)), 16));
-    return _mm512_loadu_ps((const float*)p);
-}
-static inline __m512 vexp16(__m512 x) {
-    x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-87.0f)), _mm512_set1_ps(88.0f));
-    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 r = _mm512_fmadd_ps(n, _mm512_set1_ps(-0.693359375f), x);
-    r = _mm512_fmadd_ps(n, _mm512_set1_ps(2.12194440e-4f), r);
-    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
-    __m512 y = _mm512_add_ps(_mm512_fmadd_ps(_mm512_mul_ps(p, r), r, r), _mm512_set1_ps(1.0f));
-    return _mm512_scalef_ps(y, n);
-}
-/* out[j] = sum of the 16 lanes of v[j], j < 16 (transpose-and-add tree). */
-static inline __m512 hsum16x16(__m512* v) {
-    __m512 t[8], u[4], w[2];
-    for (int j = 0; j < 8; j++)
-        t[j] = _mm512_add_ps(_mm512_unpacklo_ps(v[2 * j], v[2 * j + 1]), _mm512_unpackhi_ps(v[2 * j], v[2 * j + 1]));
-    for (int j = 0; j < 4; j++)
-        u[j] = _mm512_add_ps(
-            _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[2 * j]), _mm512_castps_pd(t[2 * j + 1]))),
-            _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[2 * j]), _mm512_castps_pd(t[2 * j + 1]))));
-    for (int j = 0; j < 2; j++)
-        w[j] = _mm512_add_ps(_mm512_shuffle_f32x4(u[2 * j], u[2 * j + 1], 0x88), _mm512_shuffle_f32x4(u[2 * j], u[2 * j + 1], 0xDD));
-    return _mm512_add_ps(_mm512_shuffle_f32x4(w[0], w[1], 0x88), _mm512_shuffle_f32x4(w[0], w[1], 0xDD));
-}
-#define HAVE_ATTN_AVX512 1
-#endif
 
 /* Causal (bottom-right aligned) GQA attention of q [nnz, hq, d] (token stride q_stride) over one layer's
    paged cache [pages, 2, page_size, hkv, d]; writes out [nnz, hq, d] (token stride out_stride).
@@ -210,7 +237,7 @@ void th_paged_attention(const void* q, long q_stride, void* out, long out_stride
                 krow[j] = CAT(cache, row * d, bf);
                 vrow[j] = CAT(cache, (row + page_size * hkv) * d, bf);
             }
-#ifdef HAVE_ATTN_AVX512
+#ifdef HAVE_AVX512
             int vec = d % 16 == 0;
 #else
             int vec = 0;
@@ -224,7 +251,7 @@ void th_paged_attention(const void* q, long q_stride, void* out, long out_stride
                 const float* qr = qf + r * d;
                 float* ar = acc + r * d;
                 float sc[KB];
-#ifdef HAVE_ATTN_AVX512
+#ifdef HAVE_AVX512
                 if (vec) {
                     __m512 part[KB];
                     for (long j = 0; j < KB; j++) part[j] = _mm512_setzero_ps();
