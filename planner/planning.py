@@ -71,6 +71,7 @@ def plan(cluster: Cluster, model: ModelSpec, workload: Workload, budget: Budget,
                         "serving needs >= 2 (one prefill, one decode): add devices or pick a smaller model")
     prices = np.array([d.price_per_hour for d in cluster.devices])
     settings = settings or default_settings(len(cluster.devices))
+    starts = [s for s in starts for _ in range(max(settings.restarts, 1))]
     per_start = replace(settings, max_iters=max(1, -(-settings.max_iters // len(starts))))
     search = TabuSearch(evaluator, prices, budget.usd_per_hour, per_start, seed)
     iterations = 0

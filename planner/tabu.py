@@ -27,6 +27,9 @@ class TabuSettings:
     neighbourhood: int = 16
     tenure: int = 8
     time_limit_s: float | None = None
+    restarts: int = 1
+    """Runs from every start (each continues the seeded random stream, so each explores other neighbours); the
+    iteration budget is shared by all runs."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
