@@ -274,7 +274,7 @@ def decode_profile(cost_model: CostModel, config: ReplicaConfig, sample: Workloa
     if max_batch < 1 or cost_model.decode_step_time(config, 1, ctx) > sample.slo.tpot_s:
         return DecodeProfile(rate_cap=0.0, cap_batch=0, tpot_at_cap=math.inf, **base)  # type: ignore[arg-type]
     grid = np.unique(np.geomspace(1, max_batch, TPOT_GRID_POINTS).round().astype(np.int64)).astype(np.float64)
-    tpots = np.array([cost_model.decode_step_time(config, int(b), ctx) for b in grid])
+    tpots = cost_model.decode_step_times(config, grid.astype(np.int64), ctx)
     draft = DecodeProfile(rate_cap=0.0, cap_batch=0, tpot_at_cap=math.inf, batch_grid=grid, tpot_grid=tpots,
                           **base)  # type: ignore[arg-type]
     saturation = max_batch / (sample.mean_output * float(tpots[-1]))

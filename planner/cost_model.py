@@ -241,6 +241,19 @@ class CostModel:
         cycle = float(stages.sum()) + self.hop_time(config, per_micro)
         return max(cycle, micro_batches * float(stages.max()))
 
+    def decode_step_times(self, config: ReplicaConfig, batch_sizes: np.ndarray, mean_context: float) -> np.ndarray:
+        """`decode_step_time` for each of `batch_sizes` (ints >= 1) at once, element for element the same value."""
+        b = np.maximum(np.asarray(batch_sizes, dtype=np.int64), 1)
+        micro = np.minimum(config.pp, b)
+        per_micro = -(-b // micro)
+        load = self.decode_load(per_micro.astype(np.float64), mean_context)  # type: ignore[arg-type]
+        last = config.pp - 1
+        stages = np.stack([np.broadcast_to(self.stage_cost(st, st.num_layers, first=k == 0, last=k == last, **load),
+                                           b.shape) for k, st in enumerate(config.stages)], axis=-1)
+        act = per_micro * self.model.hidden_size * self.dtype_bytes
+        cycle = stages.sum(axis=-1) + sum((h.time(act) for h in config.hops), np.zeros(b.shape))  # type: ignore[arg-type]
+        return np.maximum(cycle, micro * stages.max(axis=-1))
+
     def decode_throughput(self, config: ReplicaConfig, batch_size: int, mean_context: float) -> float:
         """Output tokens/s at `batch_size` concurrent sequences."""
         return batch_size / self.decode_step_time(config, batch_size, mean_context)
