@@ -132,3 +132,26 @@ def test_replan_bandwidth_change_updates_handoff_links(cloud: Cluster, coding_pl
     # the handoff link is recomputed from the changed cluster (not kept from the old plan)
     changed = cloud.with_link(node_p, node_d, bandwidth=1e6)
     assert slow.link(pre.id, dec.id) == group_link(changed, pre.config, dec.config)
+
+
+def test_replan_past_capacity_keeps_the_lp_best_phases(cloud: Cluster, coding_plan: Plan) -> None:
+    # Past the analytic capacity the fast (proportional) score is 0 for every phase assignment; the re-plan must
+    # still rank them by their LP-routed score, so its result scores at least as well as every single flip of it.
+    from planner import CostModel
+    from planner.capacity import WorkloadSample
+    from planner.evaluate import Evaluator, Group, canonical
+
+    rate = 1.3 * coding_plan.prediction.capacity_rps
+    shifted = Workload.from_trace("coding").with_rate(rate)
+    p = replan(coding_plan, [WorkloadShift(workload=shifted)], cluster=cloud, model=LLAMA,
+               workload=Workload.from_trace("coding"))
+    configs = {frozenset(cloud.index[d] for d in g.device_ids): g.config for g in p.groups}
+    ev = Evaluator(cloud, CostModel.from_catalog(LLAMA, cloud.gpu_types()),
+                   WorkloadSample.of(shifted.clipped(LLAMA.max_context)), lambda m, _: configs[m])
+    state = canonical([Group(frozenset(cloud.index[d] for d in g.device_ids), g.phase) for g in p.groups])
+    score = ev.evaluate(state, exact=True).score
+    assert score[0] == pytest.approx(p.prediction.slo_attainment, abs=1e-3)
+    for k, g in enumerate(state):
+        flipped = canonical([*state[:k], Group(g.members, "decode" if g.phase == "prefill" else "prefill"),
+                             *state[k + 1:]])
+        assert ev.evaluate(flipped, exact=True).score <= score
