@@ -4,7 +4,7 @@ step times.
 The fitted form is the cost model's own stage time, `o + max(FLOPs/F, bytes/B) + KV bytes read/A`, evaluated for
 the profiled single-stage replica; the fit minimises relative error with `scipy.optimize.least_squares`
 (log-parameters). A is fitted only when the profile can separate it: at least `MIN_SAMPLES_FOR_KV` samples and
-decode steps at two or more batch × context sizes; otherwise it keeps the prior's value (inf for catalog GPUs).
+decode steps at two or more context lengths; otherwise it keeps the prior's value (inf for catalog GPUs).
 """
 
 from __future__ import annotations
@@ -94,9 +94,10 @@ def calibrate(cost_model: CostModel, profile: Iterable[ProfileSample], *, memory
 
 def _separates_kv(group: list[ProfileSample]) -> bool:
     """Whether a profile can tell the KV-read term from the roofline: enough samples and decode steps at two or
-    more batch × context sizes."""
-    sizes = {s.batch_size * s.seq_len for s in group if s.phase == "decode"}
-    return len(group) >= MIN_SAMPLES_FOR_KV and len(sizes) >= 2
+    more context lengths. NOTE: decode steps at one context only vary the batch, and KV read ∝ batch is then
+    indistinguishable from per-token compute; a fit would extrapolate to long contexts arbitrarily."""
+    contexts = {s.seq_len for s in group if s.phase == "decode"}
+    return len(group) >= MIN_SAMPLES_FOR_KV and len(contexts) >= 2
 
 
 def _fit(cost_model: CostModel, gpu_type: str, group: list[ProfileSample], start: DeviceConstants, mem: float,

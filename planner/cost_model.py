@@ -6,7 +6,7 @@ Per stage of `l` layers, TP degree `t`, device constants (F FLOP/s, B bytes/s, o
 The attention term KV/A is time the roofline does not overlap: on a CPU each layer gathers every sequence's KV
 pages into a padded batch before its matmuls, so a decode step grows with batch × context beyond the weight read.
 GPU kernels read KV in place, overlapped with the weights (inside the roofline's bytes), so catalog devices have
-A = inf (no extra term); `calibrate()` fits A when the profile varies batch × context.
+A = inf (no extra term); `calibrate()` fits A when the profile has decode steps at several contexts.
 Prefill FLOPs = l·(T·linear + attn·Σ s(s+1)/2) (+ LM head for the last token of each prompt on the last stage);
 bytes = weights + KV written. Decode FLOPs = l·b·(linear + attn·ctx) (+ b LM heads); bytes = weights + KV read.
 A PP hop sends the activations (tokens·hidden·dtype) over the stage link.
