@@ -148,6 +148,7 @@ async def _start(
         tokenizer=tokenizer,
         model_name=config.model,
         max_model_len=min(i.max_model_len for i in infos.values()),
+        cpu_shares=(lambda p: plan_shares(config, p, local)) if config.engine == "torch" else None,
     )
     await runtime.link_peers()
     say("probing every replica with a real generation")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
     from planner import Plan
     from thunder.models import Tokenizer
     from thunder.runtime.config import RuntimeConfig
+    from thunder.runtime.cpu_policy import CpuShare
     from thunder.runtime.sink import LiveState
     from thunder.server.backend import TokenDelta
 
@@ -58,6 +60,8 @@ class Runtime:
     max_model_len: int
     ready: bool = False
     closed: bool = False
+    cpu_shares: Callable[[Plan], dict[str, CpuShare]] | None = None
+    """Each device's CPU share under a plan (`cpu_policy.plan_shares`); None: leave threads as they are."""
 
     # -- requests ----------------------------------------------------------------------------------------------
     def submit(
@@ -133,8 +137,16 @@ class Runtime:
             raise ValueError(
                 f"plan groups {sorted(missing)} have no device actor; only phases and ratios may change"
             )
+        shares = self.cpu_shares(plan) if self.cpu_shares is not None else {}
         for g in plan.groups:
-            await self.devices[g.id].ask(SetRole(g.phase, g.id))
+            s = shares.get(g.device_ids[0])
+            # NOTE: a device's threads follow its new role; a priority once lowered (prefill_nice) stays lowered
+            role = (
+                SetRole(g.phase, g.id)
+                if s is None
+                else SetRole(g.phase, g.id, s.threads, s.nice, s.small_batch_threads)
+            )
+            await self.devices[g.id].ask(role)
         self.plan = plan
         await self.link_peers()
         await self.router.ask(SetTable(routing_table(plan, self.devices)))
