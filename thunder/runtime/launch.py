@@ -117,7 +117,7 @@ async def _start(
     say(
         f"starting {len(slots)} simulated replica group(s) in this process"
         if config.engine == "sim"
-        else f"starting {len(slots)} device process(es) and loading weights"
+        else f"starting {sum(max(1, len(s.stage_devices)) for s in slots)} device process(es) and loading weights"
     )
     nodes = await _start_nodes(system, config, slots)
     refs = dict(
