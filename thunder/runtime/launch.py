@@ -99,7 +99,7 @@ async def _start(
             rate=config.rate,
             slo_scale=config.slo_scale,
         )
-    slots = _slots(config, plan, local)
+    slots = _slots(config, plan, local, kv_heads=model.num_kv_heads)
     streams, live = StreamTable(), LiveState()
     plan_slo = (plan.ttft_slo_s, plan.tpot_slo_s) if plan is not None else (2.0, 0.2)
     router = await system.spawn(
@@ -174,7 +174,9 @@ def _cluster(config: RuntimeConfig) -> tuple[Cluster, list[LocalDevice]]:
     return cluster, mine
 
 
-def _slots(config: RuntimeConfig, plan: Plan | None, local: list[LocalDevice]) -> list[_Slot]:
+def _slots(
+    config: RuntimeConfig, plan: Plan | None, local: list[LocalDevice], *, kv_heads: int | None = None
+) -> list[_Slot]:
     by_id = {d.device_id: d for d in local}
     if plan is None:
         threads = config.threads_for(len(local))
@@ -194,7 +196,7 @@ def _slots(config: RuntimeConfig, plan: Plan | None, local: list[LocalDevice]) -
                     "plan for the discovered cluster or use --engine sim"
                 )
             if len(g.device_ids) > 1:
-                check_pipelined_group(g, devices)  # type: ignore[arg-type]
+                check_pipelined_group(g, devices, kv_heads)  # type: ignore[arg-type]
         share = shares[g.device_ids[0]]
         slots.append(
             _Slot(

@@ -42,9 +42,17 @@ def tp_degrees_of(replica_config: dict[str, Any]) -> list[int]:
     return [len(stage["device_ids"]) for stage in replica_config["stages"]]
 
 
-def check_pipelined_group(group: GroupPlan, devices: list[LocalDevice]) -> None:
-    """Raise `ConfigError` unless `group` (on `devices`, in order) can be served by a `PipelineDeviceActor`."""
+def check_pipelined_group(group: GroupPlan, devices: list[LocalDevice], kv_heads: int | None = None) -> None:
+    """Raise `ConfigError` unless `group` (on `devices`, in order) can be served by a `PipelineDeviceActor`
+    (``kv_heads``: the model's KV heads, the most ranks a TP stage can split them over)."""
     from thunder.engine.config import ConfigError  # NOTE: lazily: it imports torch
+
+    for k, stage in enumerate(group.config.stages):
+        if kv_heads is not None and stage.tp > kv_heads:
+            raise ConfigError(
+                f"group {group.id}: stage {k} is tensor-parallel over {stage.tp} devices but the model has "
+                f"{kv_heads} KV heads; plan TP <= {kv_heads} (each rank keeps whole KV heads)"
+            )
 
     kinds = sorted({d.kind for d in devices})
     if len(kinds) > 1:

@@ -153,6 +153,8 @@ def test_plan_groups_are_mapped_to_their_devices_and_mixed_kinds_refused(base_pl
     assert slots[0].spec.replica_config["stages"][1]["num_layers"] == 17
     slots = _slots(config, _with_group(base_plan, _pp_group(SPLIT, phase="prefill", tp0=2)), local)
     assert [d.device_id for d in slots[0].stage_devices] == ["local/0", "local/1", "local/2"]
+    with pytest.raises(ConfigError, match=r"stage 0 is tensor-parallel over 2 devices but the model has 1 KV"):
+        _slots(config, _with_group(base_plan, _pp_group(SPLIT, tp0=2)), local, kv_heads=1)
     gpu = [dataclasses.replace(local[0], kind="cuda"), *local[1:]]
     with pytest.raises(ConfigError, match=r"mixes device kinds \['cpu', 'cuda'\]"):
         _slots(config, _with_group(base_plan, _pp_group(SPLIT)), gpu)
