@@ -94,7 +94,8 @@ def sum_exceeds(a: WaitTail, b: WaitTail, t: np.ndarray) -> np.ndarray:
     return np.where(t < 0, 1.0, out)
 
 
-def mg1_wait_arrays(rate: np.ndarray, mean_s: np.ndarray, sq_s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def mg1_wait_arrays(rate: np.ndarray | float, mean_s: np.ndarray | float,
+                    sq_s: np.ndarray | float) -> tuple[np.ndarray, np.ndarray]:
     """`mg1_wait` element-wise: (p, theta) arrays of the waits of many M/G/1 queues (same shapes as the inputs)."""
     rate, mean_s, sq_s = np.broadcast_arrays(*(np.asarray(x, dtype=np.float64) for x in (rate, mean_s, sq_s)))
     idle = (rate <= 0) | (mean_s <= 0)
@@ -112,8 +113,8 @@ def _exceeds_arrays(p: np.ndarray, theta: np.ndarray, t: np.ndarray) -> np.ndarr
     return np.where(p <= 0, np.where(t < 0, 1.0, 0.0), np.where(theta <= 0, 1.0, tail))
 
 
-def sum_exceeds_arrays(a_p: np.ndarray, a_theta: np.ndarray, b_p: np.ndarray, b_theta: np.ndarray,
-                       t: np.ndarray) -> np.ndarray:
+def sum_exceeds_arrays(a_p: np.ndarray | float, a_theta: np.ndarray | float, b_p: np.ndarray | float,
+                       b_theta: np.ndarray | float, t: np.ndarray | float) -> np.ndarray:
     """`sum_exceeds` element-wise over broadcast arrays: P(A + B > t) with A = (a_p, a_theta), B = (b_p, b_theta).
 
     Every element takes the branch `sum_exceeds` would take for its own pair of waits, with the same arithmetic."""
