@@ -10,6 +10,7 @@ import pytest
 
 from planner import Budget, Cluster, CostModel, ModelSpec, Workload
 from planner.baselines import (
+    Scored,
     best_by_simulation,
     distserve_candidates,
     hexgen_candidates,
@@ -87,7 +88,7 @@ def test_distserve_candidates_split_the_pool_into_prefill_and_decode(a100: Clust
 def test_best_by_simulation_keeps_the_highest_simulated_rate(a100: Cluster, model: ModelSpec,
                                                              conversation: Workload) -> None:
     cm = CostModel.from_catalog(model, a100.gpu_types())
-    seen = []
+    seen: list[Scored] = []
     best = best_by_simulation(vllm_candidates(a100, model, conversation, cm), conversation, cm, n=N,
                               on_result=seen.append)
     assert best.search.rate == max(s.search.rate for s in seen) > 0

@@ -37,7 +37,9 @@ def test_split_dp_matches_brute_force(use_sum: bool) -> None:
         return max(times) + (sum(times) if use_sum else 0.0)
 
     best = min(objective(sp) for sp in itertools.product(range(1, total + 1), repeat=3) if sum(sp) == total)
-    split, value = _split_layers(costs, total, use_sum)
+    result = _split_layers(costs, total, use_sum)
+    assert result is not None
+    split, value = result
     assert value == pytest.approx(best) == objective(split)
     assert sum(split) == total and all(1 <= n <= c for n, c in zip(split, caps, strict=True))
 
