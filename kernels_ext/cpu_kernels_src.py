@@ -208,7 +208,9 @@ void th_paged_attention(const void* q, long q_stride, void* out, long out_stride
                         const int32_t* qo_indptr, const int32_t* kv_indptr, const int32_t* kv_indices,
                         const int32_t* kv_lens, long batch, long hq, long hkv, long d, long page_size,
                         float scale, int bf, int nt) {
-    long g = hq / hkv, nitems;
+    long g = hq / hkv, nitems, shift = 0;
+    int pow2 = (page_size & (page_size - 1)) == 0;  /* NOTE: shifts, not divides, in the key loop */
+    while ((1L << shift) < page_size) shift++;
     item_t* items = make_items(qo_indptr, batch, &nitems);
 #pragma omp parallel for num_threads(nt) schedule(dynamic, 1) if (nitems * hkv > 1)
     for (long it = 0; it < nitems * hkv; it++) {
@@ -219,9 +221,9 @@ void th_paged_attention(const void* q, long q_stride, void* out, long out_stride
         long first = kvlen - qlen + s0;   /* the block's first token sees keys [0, first] */
         long nkeys = first + ntok;        /* keys any row of the block sees */
         const int32_t* pages = kv_indices + kv_indptr[b];
-        float* buf = (float*)aligned_alloc(64, sizeof(float) * (size_t)(2 * nrow * d + 2 * KB * d + 3 * nrow + 64));
+        float* buf = (float*)malloc(sizeof(float) * (size_t)(2 * nrow * d + 2 * KB * d + 3 * nrow + nrow * KB + 64));
         float *qf = buf, *acc = qf + nrow * d, *kf = acc + nrow * d, *vf = kf + KB * d;
-        float *m = vf + KB * d, *l = m + nrow, *pj = l + nrow;
+        float *m = vf + KB * d, *l = m + nrow, *cr = l + nrow, *pb = cr + nrow;
         for (long r = 0; r < nrow; r++) {
             long tok = qo_indptr[b] + s0 + r / g, head = h * g + r % g;
             load_row(CAT(q, tok * q_stride + head * d, bf), qf + r * d, d, bf);
@@ -233,7 +235,8 @@ void th_paged_attention(const void* q, long q_stride, void* out, long out_stride
             const char *krow[KB], *vrow[KB];
             for (long j = 0; j < KB; j++) {
                 long k = kb + (j < nk ? j : 0);
-                long row = ((long)pages[k / page_size] * 2 * page_size + k % page_size) * hkv + h;
+                long pg = pow2 ? k >> shift : k / page_size, slot = pow2 ? k & (page_size - 1) : k % page_size;
+                long row = ((long)pages[pg] * 2 * page_size + slot) * hkv + h;
                 krow[j] = CAT(cache, row * d, bf);
                 vrow[j] = CAT(cache, (row + page_size * hkv) * d, bf);
             }
@@ -256,23 +259,31 @@ void th_paged_attention(const void* q, long q_stride, void* out, long out_stride
                     __m512 part[KB];
                     for (long j = 0; j < KB; j++) part[j] = _mm512_setzero_ps();
                     long es = bf ? 2 : 4;
+                    float post = 1.0f;
+#ifdef __AVX512BF16__
+                    if (bf && d % 32 == 0) {  /* raw bf16 q . k pairs: vdpbf16ps, products exact in fp32 */
+                        const char* qb = CAT(q, (qo_indptr[b] + s0 + r / g) * q_stride + (h * g + r % g) * d, bf);
+                        for (long c = 0; c < d; c += 32) {
+                            __m512bh qv = (__m512bh)_mm512_loadu_si512(qb + c * 2);
+                            for (long j = 0; j < nk; j++)
+                                part[j] = _mm512_dpbf16_ps(part[j], qv, (__m512bh)_mm512_loadu_si512(krow[j] + c * 2));
+                        }
+                        post = scale;
+                    } else
+#endif
                     for (long c = 0; c < d; c += 16) {
                         __m512 qv = _mm512_loadu_ps(qr + c);
                         for (long j = 0; j < nk; j++) part[j] = _mm512_fmadd_ps(qv, load16(krow[j] + c * es, bf), part[j]);
                     }
                     __mmask16 live = (__mmask16)((1u << nv) - 1u);
-                    __m512 s = _mm512_mask_blend_ps(live, _mm512_set1_ps(-INFINITY), hsum16x16(part));
+                    __m512 s = _mm512_mask_blend_ps(live, _mm512_set1_ps(-INFINITY), _mm512_mul_ps(hsum16x16(part), _mm512_set1_ps(post)));
                     float mnew = fmaxf(m[r], _mm512_reduce_max_ps(s));
                     float corr = expf(m[r] - mnew);
                     __m512 p = _mm512_maskz_mov_ps(live, vexp16(_mm512_sub_ps(s, _mm512_set1_ps(mnew))));
                     l[r] = l[r] * corr + _mm512_reduce_add_ps(p);
                     m[r] = mnew;
-                    _mm512_storeu_ps(sc, p);
-                    for (long c = 0; c < d; c += 16) {
-                        __m512 a = _mm512_mul_ps(_mm512_loadu_ps(ar + c), _mm512_set1_ps(corr));
-                        for (long j = 0; j < nv; j++) a = _mm512_fmadd_ps(_mm512_set1_ps(sc[j]), load16(vrow[j] + c * es, bf), a);
-                        _mm512_storeu_ps(ar + c, a);
-                    }
+                    _mm512_storeu_ps(pb + r * KB, p);  /* P . V below, 4 rows per V load */
+                    cr[r] = corr;
                     continue;
                 }
 #endif
@@ -293,8 +304,26 @@ void th_paged_attention(const void* q, long q_stride, void* out, long out_stride
                     ar[i] = a;
                 }
             }
+#ifdef HAVE_AVX512
+            if (vec) {
+                long es = bf ? 2 : 4;
+                for (long rg = r0; rg < nrow; rg += 4) {
+                    long nr = nrow - rg < 4 ? nrow - rg : 4;
+                    long nv = first + (rg + nr - 1) / g + 1 - kb;  /* the group's last row sees the most keys */
+                    if (nv > nk) nv = nk;
+                    for (long c = 0; c < d; c += 16) {
+                        __m512 a[4];
+                        for (long i = 0; i < nr; i++) a[i] = _mm512_mul_ps(_mm512_loadu_ps(acc + (rg + i) * d + c), _mm512_set1_ps(cr[rg + i]));
+                        for (long j = 0; j < nv; j++) {
+                            __m512 v = load16(vrow[j] + c * es, bf);
+                            for (long i = 0; i < nr; i++) a[i] = _mm512_fmadd_ps(_mm512_set1_ps(pb[(rg + i) * KB + j]), v, a[i]);
+                        }
+                        for (long i = 0; i < nr; i++) _mm512_storeu_ps(acc + (rg + i) * d + c, a[i]);
+                    }
+                }
+            }
+#endif
         }
-        (void)pj;
         for (long r = 0; r < nrow; r++) {
             long tok = qo_indptr[b] + s0 + r / g, head = h * g + r % g;
             float inv = 1.0f / l[r];
