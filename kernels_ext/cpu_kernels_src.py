@@ -14,6 +14,8 @@ SOURCE = r"""
 #include <omp.h>
 
 typedef uint16_t bf16;
+#define QB 16  /* query tokens per attention work item */
+#define KB 16  /* keys per online-softmax block */
 
 static inline float b2f(bf16 x) { uint32_t u = ((uint32_t)x) << 16; float f; memcpy(&f, &u, 4); return f; }
 static inline bf16 f2b(float f) {
@@ -101,6 +103,20 @@ static inline __m512 round16(__m512 v, int bf) {
     __m512i r = _mm512_add_epi32(u, _mm512_add_epi32(_mm512_set1_epi32(0x7fff), _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1))));
     return _mm512_castsi512_ps(_mm512_and_si512(r, _mm512_set1_epi32((int)0xffff0000u)));
 }
+/* acc[i] = acc[i] * corr[i] + sum_j p[i * KB + j] * v[j] for NR (constant after inlining) query rows. */
+static inline __attribute__((always_inline)) void pv_rows(const int NR, float* acc, const float* corr,
+        const float* p, const char* const* vrow, long nv, long d, int bf) {
+    long es = bf ? 2 : 4;
+    for (long c = 0; c < d; c += 16) {
+        __m512 a[4];
+        for (int i = 0; i < NR; i++) a[i] = _mm512_mul_ps(_mm512_loadu_ps(acc + i * d + c), _mm512_set1_ps(corr[i]));
+        for (long j = 0; j < nv; j++) {
+            __m512 v = load16(vrow[j] + c * es, bf);
+            for (int i = 0; i < NR; i++) a[i] = _mm512_fmadd_ps(_mm512_set1_ps(p[i * KB + j]), v, a[i]);
+        }
+        for (int i = 0; i < NR; i++) _mm512_storeu_ps(acc + i * d + c, a[i]);
+    }
+}
 #define HAVE_AVX512 1
 #endif
 
@@ -185,8 +201,6 @@ void th_write_kv(void* cache, const void* k, long k_stride, const void* v, long 
     }
 }
 
-#define QB 16
-#define KB 16
 
 typedef struct { long b, s0; } item_t;
 
@@ -265,7 +279,7 @@ void th_paged_attention(const void* q, long q_stride, void* out, long out_stride
                         const char* qb = CAT(q, (qo_indptr[b] + s0 + r / g) * q_stride + (h * g + r % g) * d, bf);
                         for (long c = 0; c < d; c += 32) {
                             __m512bh qv = (__m512bh)_mm512_loadu_si512(qb + c * 2);
-                            for (long j = 0; j < nk; j++)
+                            for (int j = 0; j < KB; j++)  /* all KB: part[] stays in registers */
                                 part[j] = _mm512_dpbf16_ps(part[j], qv, (__m512bh)_mm512_loadu_si512(krow[j] + c * 2));
                         }
                         post = scale;
@@ -273,7 +287,7 @@ void th_paged_attention(const void* q, long q_stride, void* out, long out_stride
 #endif
                     for (long c = 0; c < d; c += 16) {
                         __m512 qv = _mm512_loadu_ps(qr + c);
-                        for (long j = 0; j < nk; j++) part[j] = _mm512_fmadd_ps(qv, load16(krow[j] + c * es, bf), part[j]);
+                        for (int j = 0; j < KB; j++) part[j] = _mm512_fmadd_ps(qv, load16(krow[j] + c * es, bf), part[j]);
                     }
                     __mmask16 live = (__mmask16)((1u << nv) - 1u);
                     __m512 s = _mm512_mask_blend_ps(live, _mm512_set1_ps(-INFINITY), _mm512_mul_ps(hsum16x16(part), _mm512_set1_ps(post)));
@@ -311,14 +325,11 @@ void th_paged_attention(const void* q, long q_stride, void* out, long out_stride
                     long nr = nrow - rg < 4 ? nrow - rg : 4;
                     long nv = first + (rg + nr - 1) / g + 1 - kb;  /* the group's last row sees the most keys */
                     if (nv > nk) nv = nk;
-                    for (long c = 0; c < d; c += 16) {
-                        __m512 a[4];
-                        for (long i = 0; i < nr; i++) a[i] = _mm512_mul_ps(_mm512_loadu_ps(acc + (rg + i) * d + c), _mm512_set1_ps(cr[rg + i]));
-                        for (long j = 0; j < nv; j++) {
-                            __m512 v = load16(vrow[j] + c * es, bf);
-                            for (long i = 0; i < nr; i++) a[i] = _mm512_fmadd_ps(_mm512_set1_ps(pb[(rg + i) * KB + j]), v, a[i]);
-                        }
-                        for (long i = 0; i < nr; i++) _mm512_storeu_ps(acc + (rg + i) * d + c, a[i]);
+                    switch (nr) {
+                        case 1: pv_rows(1, acc + rg * d, cr + rg, pb + rg * KB, vrow, nv, d, bf); break;
+                        case 2: pv_rows(2, acc + rg * d, cr + rg, pb + rg * KB, vrow, nv, d, bf); break;
+                        case 3: pv_rows(3, acc + rg * d, cr + rg, pb + rg * KB, vrow, nv, d, bf); break;
+                        default: pv_rows(4, acc + rg * d, cr + rg, pb + rg * KB, vrow, nv, d, bf); break;
                     }
                 }
             }
