@@ -1,5 +1,8 @@
 """C source of thunder's fused CPU kernels (built on first use by `kernels_ext.cpu_fused`).
 
+NOTE: the elementwise kernels open an OpenMP region only above ~1M elements (prefill): each region is a barrier
+that stalls when a thread is descheduled on a shared machine, and decode-sized rows take tens of us serially.
+
 Plain C99 + OpenMP over raw pointers (no torch headers, so a build takes about a second). Every kernel takes
 ``bf`` (1: bfloat16 storage, 0: float32) and computes in float32. Rounding follows the eager torch ops they
 replace: where eager torch rounds an intermediate to bfloat16 (SiLU before the product, RoPE's ``x * cos``),
@@ -123,7 +126,7 @@ static inline __attribute__((always_inline)) void pv_rows(const int NR, float* a
 /* residual[r] += delta[r] (if delta), then out[r] = rms_norm(residual[r]) * w. rows x n, row-contiguous. */
 void th_add_rms_norm(void* residual, const void* delta, void* out, const void* w, long rows, long n,
                      float eps, int bf, int nt) {
-#pragma omp parallel for num_threads(nt) if (rows * n >= 262144) schedule(static)
+#pragma omp parallel for num_threads(nt) if (rows * n >= 1048576) schedule(static)
     for (long r = 0; r < rows; r++) {
         float x[n], d[n], wf[n];
         load_row(CAT(residual, r * n, bf), x, n, bf);
@@ -144,7 +147,7 @@ void th_add_rms_norm(void* residual, const void* delta, void* out, const void* w
 
 /* out[r, i] = silu(gu[r, i]) * gu[r, inter + i]; gu rows x 2*inter, out rows x inter. */
 void th_silu_mul(const void* gu, void* out, long rows, long inter, int bf, int nt) {
-#pragma omp parallel for num_threads(nt) if (rows * inter >= 65536) schedule(static)
+#pragma omp parallel for num_threads(nt) if (rows * inter >= 1048576) schedule(static)
     for (long r = 0; r < rows; r++) {
 #ifdef HAVE_AVX512
         if (inter % 16 == 0) {
@@ -173,7 +176,7 @@ void th_silu_mul(const void* gu, void* out, long rows, long inter, int bf, int n
 void th_rope(void* x, long tokens, long row_stride, long nheads, long d, const void* cos_t,
              const void* sin_t, const int64_t* pos, int bf, int nt) {
     long half = d / 2;
-#pragma omp parallel for num_threads(nt) if (tokens * nheads * d >= 262144) schedule(static)
+#pragma omp parallel for num_threads(nt) if (tokens * nheads * d >= 1048576) schedule(static)
     for (long t = 0; t < tokens; t++) {
         float c[d], s[d], v[d], o[d];
         load_row(CAT(cos_t, pos[t] * d, bf), c, d, bf);
