@@ -198,25 +198,29 @@ def _top(systems: list[System]) -> list[System]:
 
 
 def rate_search(system: System, workload: Workload, cost_model: CostModel, *, n: int, seed: int,
-                target: float = 0.9) -> RateSearchResult:
-    """The highest Poisson rate at which `system` keeps ≥ `target` SLO attainment (simulated)."""
+                target: float = 0.9, warmup: float = 0.0) -> RateSearchResult:
+    """The highest Poisson rate at which `system` keeps ≥ `target` SLO attainment (simulated; attainment over the
+    requests after the first `warmup` share of arrivals)."""
     slo = workload.effective_slo
     guess = max(system.plan.prediction.capacity_rps, 0.05)
 
     def run(rate: float) -> SimResult:
         return system.run(workload, cost_model, rate=rate, n=n, seed=seed)
 
-    return max_rate_at_attainment(run, ttft_slo_s=slo.ttft_s, tpot_slo_s=slo.tpot_s, target=target, guess=guess)
+    return max_rate_at_attainment(run, ttft_slo_s=slo.ttft_s, tpot_slo_s=slo.tpot_s, target=target, guess=guess,
+                                  warmup=warmup)
 
 
 def best_by_simulation(systems: Sequence[System], workload: Workload, cost_model: CostModel, *, n: int = 1500,
-                       seed: int = 0, on_result: Callable[[Scored], None] | None = None) -> Scored:
+                       seed: int = 0, on_result: Callable[[Scored], None] | None = None,
+                       warmup: float = 0.0) -> Scored:
     """Simulate every candidate's max rate at 90 % attainment and keep the best."""
     if not systems:
         raise ValueError("best_by_simulation: no candidate systems (every configuration failed to fit the model)")
     best: Scored | None = None
     for system in systems:
-        scored = Scored(system=system, search=rate_search(system, workload, cost_model, n=n, seed=seed))
+        scored = Scored(system=system, search=rate_search(system, workload, cost_model, n=n, seed=seed,
+                                                             warmup=warmup))
         if on_result is not None:
             on_result(scored)
         if best is None or scored.search.rate > best.search.rate:

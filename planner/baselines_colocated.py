@@ -1,9 +1,11 @@
 """Colocated replicas (prefill and decode on the same group, vLLM-style): analytic capacity, scoring, plans.
 
 Capacity model of one colocated replica with B sequences decoding and prefill priority:
-    each arrival costs E[S_p] seconds of prefill (the pipeline's bottleneck-stage time) that stalls decoding, so
-    λ(B) = B / (E[out]·TPOT(B) + B·E[S_p]),   effective TPOT = TPOT(B) / (1 − λ·E[S_p])
-    TTFT = prefill latency + M/G/1 wait on the prefill work (Pollaczek–Khinchine).
+    each arrival's prefill pass stalls decoding for its whole latency E[L_p] (decode micro-batches queue behind it
+    stage by stage, as the simulator runs it; E[L_p] = E[S_p] without PP), so
+    λ(B) = B / (E[out]·TPOT(B) + B·E[L_p]),   effective TPOT = TPOT(B) / (1 − λ·E[L_p])
+    TTFT = prefill latency + M/G/1 wait on the prefill work, whose service time is the pipeline's bottleneck-stage
+    time S_p (Pollaczek–Khinchine).
 The SLO-feasible capacity is the largest λ(B) over batch sizes B that fit in KV memory and keep the P90 TTFT
 and the effective TPOT within the deadlines. All step times come from the planner's `CostModel`.
 """
@@ -50,6 +52,7 @@ def colocated_profile(cost_model: CostModel, config: ReplicaConfig, sample: Work
     latency = stages.sum(axis=0) + cm.hop_time(config, s)  # type: ignore[arg-type]
     service = stages.max(axis=0)
     mean_s, sq_s = float(service.mean()), float((service**2).mean())
+    stall = float(latency.mean())
     lat_p90 = float(np.quantile(latency, 0.9))
     ctx = sample.mean_context
     # NOTE: a resident sequence reserves prompt + output KV for its whole life (as the simulator admits), so
@@ -61,11 +64,11 @@ def colocated_profile(cost_model: CostModel, config: ReplicaConfig, sample: Work
     best = none
     for b in np.unique(np.geomspace(1, max_batch, BATCH_GRID).astype(int)):
         tpot = cm.decode_step_time(config, int(b), ctx)
-        rate = b / (sample.mean_output * tpot + b * mean_s)
-        rho = rate * mean_s
-        if rho >= 1:
+        rate = b / (sample.mean_output * tpot + b * stall)
+        rho, blocked = rate * mean_s, rate * stall
+        if blocked >= 1:
             continue
-        tpot_eff = tpot / (1 - rho)
+        tpot_eff = tpot / (1 - blocked)
         wait = rate * sq_s / (2 * (1 - rho))
         if tpot_eff <= sample.slo.tpot_s and lat_p90 + wait <= sample.slo.ttft_s and rate > best.rate_cap:
             best = ColocatedProfile(rate_cap=float(rate), batch=int(b), tpot=tpot_eff, ttft_p90=lat_p90 + wait)

@@ -30,6 +30,8 @@ class PickSettings:
     stress: tuple[float, ...] = (1.2, 1.5)
     """Stress rates, as multiples of the best finalist's analytic capacity (all finalists see the same rates)."""
     seed: int = 0
+    warmup: float = 0.0
+    """Share of the first arrivals left out of each simulated attainment (`SimResult.after_warmup`)."""
     distinct_groupings: bool = True
     """Finalists are the best phase assignment of each of the top groupings (phases are re-planned per rate)."""
     replan_phases: bool = True
@@ -58,7 +60,7 @@ def judge(plan_at: Callable[[float], Plan], workload: Workload, cost_model: Cost
     for rate in rates:
         res = simulate(plan_at(rate), workload, cost_model, rate=rate, n=settings.requests, seed=settings.seed,
                        compressed=compressed)
-        att.append(res.attainment(slo.ttft_s, slo.tpot_s))
+        att.append(res.after_warmup(settings.warmup).attainment(slo.ttft_s, slo.tpot_s))
     stress = att[1:] or att[:1]
     return Verdict(attainment=att[0], headroom=sum(stress) / len(stress))
 

@@ -7,7 +7,10 @@ Model of each replica (vLLM-like scheduler, one iteration at a time):
 - decode: pulls requests from its pending queue when it can reserve prompt+output KV tokens (DistServe's pull
   model), the transfer runs on the i→j link (α + bytes/β, serialised per link), then the request joins the next
   step; each step produces one token for every resident sequence.
-- colocated: vLLM v0 prefill priority: a prefill batch when a waiting prompt fits, else a decode step.
+- colocated: vLLM v0 prefill priority: a prefill batch when a waiting prompt fits, else a decode step. The next
+  prefill batch may enter the pipeline after the bottleneck stage (PP pipelining), but a decode step cannot finish
+  before the prefill passes ahead of it have left the last stage: its micro-batches queue behind them stage by
+  stage, so every running sequence's next token waits for the whole pass (with PP = 1 the two are the same).
 
 Routing follows the topology's ratios with smooth weighted round-robin (deterministic, low variance).
 """
@@ -44,7 +47,7 @@ def smooth_wrr(weights: np.ndarray, n: int) -> np.ndarray:
 class _Replica:
     __slots__ = (
         "idx", "role", "perf", "cap", "max_tokens", "max_batch", "busy", "kv_used", "waiting", "pending",
-        "joining", "running", "n_running", "ctx_base", "step", "inflight",
+        "joining", "running", "n_running", "ctx_base", "step", "inflight", "clear_at",
     )
 
     def __init__(self, idx: int, spec) -> None:  # type: ignore[no-untyped-def]
@@ -64,6 +67,7 @@ class _Replica:
         self.ctx_base = 0  # Σ (prompt + 1 − join step) over running; context = ctx_base + n_running * step
         self.step = 0
         self.inflight = 0  # KV transfers reserved here but not yet landed
+        self.clear_at = 0.0  # colocated: when the last prefill pass started so far leaves the pipeline
 
 
 class _Simulation:
@@ -157,6 +161,8 @@ class _Simulation:
             return False
         latency, interval = rep.perf.prefill_time([self.prompt[r] for r in batch])
         rep.busy = True
+        if colocated:
+            rep.clear_at = max(rep.clear_at, now + latency)
         self.push(now + latency, _PREFILL_DONE, rep.idx, batch)
         self.push(now + min(interval, latency), _FREE, rep.idx)
         return True
@@ -173,7 +179,8 @@ class _Simulation:
             return
         context = rep.ctx_base + rep.n_running * rep.step
         rep.busy = True
-        self.push(now + rep.perf.decode_step_time(rep.n_running, context), _STEP_DONE, rep.idx)
+        done = max(now + rep.perf.decode_step_time(rep.n_running, context), rep.clear_at)
+        self.push(done, _STEP_DONE, rep.idx)
 
     # --- completions ----------------------------------------------------------------------------------
     def prefill_done(self, rep: _Replica, batch: list[int], now: float) -> None:

@@ -27,6 +27,20 @@ class SimResult:
     def n(self) -> int:
         return len(self.arrival_s)
 
+    def after_warmup(self, warmup: float) -> SimResult:
+        """The requests arriving after the first `warmup` share of arrivals (0 <= warmup < 1), for steady-state
+        attainment: a run's first requests meet an empty system. Throughput properties of the slice are measured
+        over its own arrivals and completions."""
+        if not 0.0 <= warmup < 1.0:
+            raise ValueError(f"warmup={warmup} must be in [0, 1)")
+        k = int(np.floor(warmup * self.n))
+        if k == 0:
+            return self
+        order = np.argsort(self.arrival_s, kind="stable")[k:]
+        return SimResult(arrival_s=self.arrival_s[order], first_token_s=self.first_token_s[order],
+                         finish_s=self.finish_s[order], prompt_tokens=self.prompt_tokens[order],
+                         output_tokens=self.output_tokens[order], cost_per_hour=self.cost_per_hour)
+
     @property
     def completed(self) -> np.ndarray:
         """bool[N]: the request produced all its tokens."""

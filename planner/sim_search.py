@@ -40,10 +40,12 @@ def max_rate_at_attainment(
     min_rate: float = 1e-3,
     rel_tol: float = 0.03,
     max_runs: int = 30,
+    warmup: float = 0.0,
 ) -> RateSearchResult:
     """Bracket then bisect the rate: the largest tested rate whose attainment is ≥ `target`.
 
     Attainment falls with rate (more queueing), so bisection applies; `rel_tol` is the final (hi − lo) / hi.
+    warmup: attainment counts only requests after this share of arrivals (`SimResult.after_warmup`).
     """
     runs = 0
 
@@ -51,7 +53,7 @@ def max_rate_at_attainment(
         nonlocal runs
         runs += 1
         res = run(rate)
-        return res.attainment(ttft_slo_s, tpot_slo_s, scale) >= target, res
+        return res.after_warmup(warmup).attainment(ttft_slo_s, tpot_slo_s, scale) >= target, res
 
     rate = max(guess, min_rate)
     good, res = ok(rate)

@@ -120,6 +120,19 @@ def test_colocated_prefill_priority_stalls_decode() -> None:
     assert res.finish_s[0] > 1.02
 
 
+def test_colocated_pipeline_decode_waits_for_the_whole_prefill_pass() -> None:
+    # PP 4: the prefill pass takes 0.4 s end to end and frees the first stage after 0.1 s
+    perf = AffinePerf(prefill_base_s=0.4, prefill_per_token_s=0.0, decode_base_s=0.01, pipeline_depth=4)
+    topo = _single(perf, max_batch_tokens=10)
+    reqs = Requests(arrival_s=np.array([0.0, 0.455]), prompt_tokens=np.array([10, 10]),
+                    output_tokens=np.array([20, 2]))
+    res = simulate_topology(topo, reqs)
+    # request 0 decodes from 0.40 (steps end 0.41 ... 0.46); request 1's pass runs 0.46 → 0.86. The decode step
+    # issued at 0.56 (first stage free) queues behind it and ends at 0.86, then 12 more steps: 0.98 (not 0.69)
+    assert res.first_token_s[1] == pytest.approx(0.86)
+    assert res.finish_s[0] == pytest.approx(0.98)
+
+
 def test_routing_ratios_split_arrivals_and_simulation_is_deterministic() -> None:
     perf = AffinePerf(prefill_base_s=0.01, prefill_per_token_s=1e-5, decode_base_s=0.01)
     reps = tuple(SimReplica(name=f"c{i}", role="colocated", perf=perf) for i in range(3))
