@@ -276,18 +276,7 @@ void th_paged_attention(const void* q, long q_stride, void* out, long out_stride
                     __m512 part[KB];
                     for (long j = 0; j < KB; j++) part[j] = _mm512_setzero_ps();
                     long es = bf ? 2 : 4;
-                    float post = 1.0f;
-#ifdef __AVX512BF16__
-                    if (bf && d % 32 == 0) {  /* raw bf16 q . k pairs: vdpbf16ps, products exact in fp32 */
-                        const char* qb = CAT(q, (qo_indptr[b] + s0 + r / g) * q_stride + (h * g + r % g) * d, bf);
-                        for (long c = 0; c < d; c += 32) {
-                            __m512bh qv = (__m512bh)_mm512_loadu_si512(qb + c * 2);
-                            for (int j = 0; j < KB; j++)  /* all KB: part[] stays in registers */
-                                part[j] = _mm512_dpbf16_ps(part[j], qv, (__m512bh)_mm512_loadu_si512(krow[j] + c * 2));
-                        }
-                        post = scale;
-                    } else
-#endif
+                    float post = 1.0f;  /* NOTE: no vdpbf16ps here: its pairwise rounding flipped a bf16 greedy tie */
                     for (long c = 0; c < d; c += 16) {
                         __m512 qv = _mm512_loadu_ps(qr + c);
                         for (int j = 0; j < KB; j++) part[j] = _mm512_fmadd_ps(qv, load16(krow[j] + c * es, bf), part[j]);
