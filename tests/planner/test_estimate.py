@@ -96,3 +96,16 @@ def test_plan_checks_its_finalists_in_the_simulator() -> None:
     assert "pick" not in analytic.search
     if pick["rank_by_estimate"] == 0:
         assert checked.to_dict()["groups"] == analytic.to_dict()["groups"]
+
+
+def test_decode_context_is_weighted_by_residence() -> None:
+    import numpy as np
+
+    from planner.workload import SLO
+
+    s = WorkloadSample(prompts=np.array([100.0, 100.0]), outputs=np.array([10.0, 30.0]), rate=1.0,
+                       slo=SLO(ttft_s=1.0, tpot_s=0.1))
+    # a decode step sees the 30-token sequence three times as often: ((100 + 5)·10 + (100 + 15)·30) / 40
+    assert s.mean_context == pytest.approx(112.5)
+    # resident KV reservation is weighted the same way: ((110)·10 + (130)·30) / 40
+    assert s.resident_kv_tokens == pytest.approx(125.0)
