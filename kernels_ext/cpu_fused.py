@@ -30,6 +30,7 @@ import torch
 from kernels_ext.cpu_kernels_src import SOURCE
 
 __all__ = [
+    "add_",
     "add_rms_norm",
     "available",
     "paged_attention",
@@ -44,6 +45,7 @@ _P, _L, _F, _I = ctypes.c_void_p, ctypes.c_long, ctypes.c_float, ctypes.c_int
 _SIGNATURES = {
     "th_add_rms_norm": (_P, _P, _P, _P, _L, _L, _F, _I, _I),
     "th_silu_mul": (_P, _P, _L, _L, _I, _I),
+    "th_add_": (_P, _P, _L, _I, _I),
     "th_rope": (_P, _L, _L, _L, _L, _P, _P, _P, _I, _I),
     "th_write_kv": (_P, _P, _L, _P, _L, _P, _L, _L, _L, _I),
     "th_paged_attention": (_P, _L, _P, _L, _P, _P, _P, _P, _P, _L, _L, _L, _L, _L, _F, _I, _I),
@@ -138,6 +140,15 @@ def add_rms_norm(
         rows, n, eps, _bf(residual), torch.get_num_threads(),
     )  # fmt: skip
     return out
+
+
+def add_(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """``x += y`` in place for contiguous tensors of one shape and dtype (serial at decode sizes, unlike
+    ``torch.add_``, which opens a 2-thread region from 32k elements); returns ``x``."""
+    if x.shape != y.shape or x.dtype != y.dtype or not (x.is_contiguous() and y.is_contiguous()):
+        raise ValueError("add_ needs contiguous x and y of one shape and dtype")
+    _lib_or_raise().th_add_(x.data_ptr(), y.data_ptr(), x.numel(), _bf(x), torch.get_num_threads())
+    return x
 
 
 def silu_mul(gate_up: torch.Tensor) -> torch.Tensor:

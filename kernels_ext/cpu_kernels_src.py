@@ -145,6 +145,19 @@ void th_add_rms_norm(void* residual, const void* delta, void* out, const void* w
     }
 }
 
+/* x += y over n contiguous elements (serial below ~1M: a decode residual add is a few us). */
+void th_add_(void* x, const void* y, long n, int bf, int nt) {
+#pragma omp parallel for num_threads(nt) if (n >= 1048576) schedule(static)
+    for (long i0 = 0; i0 < n; i0 += 4096) {
+        long m = n - i0 < 4096 ? n - i0 : 4096;
+        float a[4096], b[4096];
+        load_row(CAT(x, i0, bf), a, m, bf);
+        load_row(CAT(y, i0, bf), b, m, bf);
+        for (long i = 0; i < m; i++) a[i] += b[i];
+        store_row(a, AT(x, i0, bf), m, bf);
+    }
+}
+
 /* out[r, i] = silu(gu[r, i]) * gu[r, inter + i]; gu rows x 2*inter, out rows x inter. */
 void th_silu_mul(const void* gu, void* out, long rows, long inter, int bf, int nt) {
 #pragma omp parallel for num_threads(nt) if (rows * inter >= 1048576) schedule(static)

@@ -97,6 +97,7 @@ def test_add_rms_norm_silu_mul_and_rope_match_torch(dtype) -> None:
     x, delta = (torch.randn(37, 96, generator=gen).to(dtype) for _ in range(2))
     w = torch.randn(96, generator=gen).to(dtype)
     tol = {"atol": TOL[dtype], "rtol": TOL[dtype]}
+    assert torch.equal(cpu_fused.add_(x.clone(), delta), x + delta)
     h = x.clone()
     out = cpu_fused.add_rms_norm(h, delta, w, 1e-5)
     assert torch.equal(h, x + delta)

@@ -105,7 +105,7 @@ class LlamaDecoderLayer(nn.Module):
         o = self.o_proj(attn.run(layer, heads[:, :hq]).reshape(t, -1))
         norm = self.post_attention_layernorm
         gate_up = self.gate_up_proj(cpu_fused.add_rms_norm(h, o, norm.weight, norm.eps))
-        return h.add_(self.down_proj(cpu_fused.silu_mul(gate_up)))
+        return cpu_fused.add_(h, self.down_proj(cpu_fused.silu_mul(gate_up)))
 
     def forward(
         self, h: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, attn: AttentionLike, layer: int
