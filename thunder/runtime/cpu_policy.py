@@ -26,13 +26,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from thunder.runtime.config import CPU_POLICIES
+from thunder.runtime.messages import SetRole
 
 if TYPE_CHECKING:
     from planner import Plan
     from thunder.runtime.config import RuntimeConfig
     from thunder.runtime.discovery import LocalDevice
 
-__all__ = ["CPU_POLICIES", "CpuShare", "cpu_shares", "lower_priority", "plan_shares"]
+__all__ = ["CPU_POLICIES", "CpuShare", "cpu_shares", "lower_priority", "plan_shares", "role_message"]
 
 DEFAULT_PREFILL_NICE = 0
 SMALL_BATCH = 16
@@ -97,6 +98,14 @@ def plan_shares(config: RuntimeConfig, plan: Plan, local: list[LocalDevice]) -> 
         prefill_nice=config.prefill_nice,
     )
     return dict(zip(ids, shares, strict=True))
+
+
+def role_message(phase: str, replica: str, share: CpuShare | None) -> SetRole:
+    """The `SetRole` binding a group's leader device to ``phase`` as ``replica`` with its CPU ``share``
+    (None: the device keeps its threads and priority)."""
+    if share is None:
+        return SetRole(phase, replica)
+    return SetRole(phase, replica, share.threads, share.nice, share.small_batch_threads)
 
 
 def lower_priority(nice: int) -> int:

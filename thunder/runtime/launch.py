@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING, Any
 from actors import ActorRef, ActorSystem, Node
 from planner import Cluster, CostModel, ModelSpec, Plan
 from thunder.engine.config import ConfigError
-from thunder.runtime.cpu_policy import CpuShare, plan_shares
+from thunder.runtime.cpu_policy import CpuShare, plan_shares, role_message
 from thunder.runtime.discovery import LocalDevice, discover_cluster
 from thunder.runtime.engines import check_engine
-from thunder.runtime.messages import DeviceInfo, EngineSpec, GetInfo, ProfilePoint, ProfileResult, SetRole
+from thunder.runtime.messages import DeviceInfo, EngineSpec, GetInfo, ProfilePoint, ProfileResult
 from thunder.runtime.pipeline_device import PIPELINE_DEVICE_ACTOR, check_pipelined_group
 from thunder.runtime.planning import calibrated_cost_model, make_plan, model_spec_for, planning_workload
 from thunder.runtime.profile import DEFAULT_PROFILE
@@ -328,5 +328,4 @@ async def _bind(system: ActorSystem, plan: Plan, refs: dict[str, ActorRef]) -> d
 async def _bind_roles(plan: Plan, refs: dict[str, ActorRef], shares: dict[str, CpuShare]) -> None:
     """Give each group its role and its leader device its CPU share (threads, priority)."""
     for g in plan.groups:
-        share = shares.get(g.device_ids[0], CpuShare(0))
-        await refs[g.id].ask(SetRole(g.phase, g.id, share.threads, share.nice, share.small_batch_threads))
+        await refs[g.id].ask(role_message(g.phase, g.id, shares.get(g.device_ids[0])))

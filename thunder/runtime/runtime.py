@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 import actors
 from actors import ActorRef, ActorSystem
-from thunder.runtime.messages import Abort, DeviceInfo, DeviceStats, Drain, Peers, Sampling, SetRole
+from thunder.runtime.cpu_policy import role_message
+from thunder.runtime.messages import Abort, DeviceInfo, DeviceStats, Drain, Peers, Sampling
 from thunder.runtime.router import GetRouterState, RoutingTable, SetDraining, SetKVTransfer, SetTable, Submit
 from thunder.runtime.streams import StreamFailed, StreamTable
 
@@ -139,14 +140,8 @@ class Runtime:
             )
         shares = self.cpu_shares(plan) if self.cpu_shares is not None else {}
         for g in plan.groups:
-            s = shares.get(g.device_ids[0])
             # NOTE: a device's threads follow its new role; a priority once lowered (prefill_nice) stays lowered
-            role = (
-                SetRole(g.phase, g.id)
-                if s is None
-                else SetRole(g.phase, g.id, s.threads, s.nice, s.small_batch_threads)
-            )
-            await self.devices[g.id].ask(role)
+            await self.devices[g.id].ask(role_message(g.phase, g.id, shares.get(g.device_ids[0])))
         self.plan = plan
         await self.link_peers()
         await self.router.ask(SetTable(routing_table(plan, self.devices)))
