@@ -6,9 +6,9 @@ and attention goes through an object with ``append(layer, k, v)`` / ``run(layer,
 
 Q/K/V and gate/up are fused into one matmul each at load time. On CPU in float32/bfloat16 the layers run the
 fused C kernels of `kernels_ext.cpu_fused` between the matmuls (RMSNorm with the residual add, RoPE in place on
-the QKV output, SiLU-and-mul); ``model.fused = False`` keeps the eager torch ops (the tests compare both). A model may hold only layers
-``[start, end)`` of the full stack (a pipeline stage): the first stage owns the embedding, the last owns the
-final norm and ``lm_head``.
+the QKV output, SiLU-and-mul); ``model.fused = False`` keeps the eager torch ops (the tests compare both).
+A model may hold only layers ``[start, end)`` of the full stack (a pipeline stage): the first stage owns the
+embedding, the last owns the final norm and ``lm_head``.
 """
 
 from __future__ import annotations
@@ -126,7 +126,8 @@ class LlamaForCausalLM(nn.Module):
 
     ``forward(x, positions, attn)``: ``x`` is ``input_ids [T]`` (int64) on the first stage or hidden states
     ``[T, hidden]`` on later stages; ``positions [T]`` int64. Returns hidden states ``[T, hidden]`` (before
-    the final norm). ``fused`` (default: where `kernels_ext.cpu_fused.supported`) picks the fused CPU kernels. ``compute_logits(hidden [N, hidden]) -> [N, vocab]`` in the model dtype, last stage only.
+    the final norm). ``fused`` (default: where `kernels_ext.cpu_fused.supported`) picks the fused CPU kernels.
+    ``compute_logits(hidden [N, hidden]) -> [N, vocab]`` in the model dtype, last stage only.
     """
 
     def __init__(
