@@ -3,8 +3,9 @@
 Per stage of `l` layers, TP degree `t`, device constants (F FLOP/s, B bytes/s, overhead o, KV-read bandwidth A):
     time = o + max(FLOPs / (t·F), bytes / (t·B)) + KV bytes read / (t·A)
            + TP all-reduce (2 per layer, ring: 2(t-1)α + 2(t-1)/t · msg/β)
-The attention term KV/A is time the roofline does not overlap: on a CPU each layer gathers every sequence's KV
-pages into a padded batch before its matmuls, so a decode step grows with batch × context beyond the weight read.
+The attention term KV/A is time the roofline does not overlap: on a CPU each layer's attention reads every
+sequence's KV pages between its matmuls, not alongside the weight stream, so a decode step grows with
+batch × context beyond the weight read.
 GPU kernels read KV in place, overlapped with the weights (inside the roofline's bytes), so catalog devices have
 A = inf (no extra term); `calibrate()` fits A when the profile has decode steps at several contexts.
 Prefill FLOPs = l·(T·linear + attn·Σ s(s+1)/2) (+ LM head for the last token of each prompt on the last stage);

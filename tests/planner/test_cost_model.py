@@ -153,3 +153,14 @@ def test_calibrate_keeps_kv_term_off_when_the_profile_cannot_separate_it() -> No
 def test_calibrate_rejects_thin_profiles() -> None:
     with pytest.raises(Exception, match="need >= 3"):
         CM.calibrate([ProfileSample(phase="decode", gpu_type="x", batch_size=1, seq_len=1, seconds=0.1)])
+
+
+def test_vectorised_decode_step_times_equal_the_scalar_ones() -> None:
+    # The simulator's hot path keeps the scalar `decode_step_time`; profiles tabulate with `decode_step_times`.
+    hop = Link(bandwidth=5e9, latency=1e-3)
+    stages = (StageConfig(gpu_type="x", device_ids=("a",), num_layers=25),
+              StageConfig(gpu_type="x", device_ids=("b",), num_layers=35))
+    batches = np.array([1, 2, 3, 7, 64, 299])
+    for config in (_one_stage(), _one_stage(tp=2, bw=50e9, lat=5e-6), ReplicaConfig(stages=stages, hops=(hop,))):
+        scalar = np.array([CM.decode_step_time(config, int(b), 700.0) for b in batches])
+        assert np.array_equal(CM.decode_step_times(config, batches, 700.0), scalar)
