@@ -3,8 +3,9 @@
 The analytic estimate ranks thousands of states cheaply but is an approximation; the discrete-event simulator is
 the referee every baseline is judged by. So `plan()` re-routes each of the top-K groupings (phases re-climbed and
 routing LP re-solved per rate, as a lightweight re-plan would) at a few rates, simulates a few hundred Poisson
-requests per rate (common random numbers: one seed for every candidate), and keeps the state that best meets the attainment target at the workload's rate, then has the best mean
-attainment over the stress rates around the analytic capacity (its headroom). Ties keep the analytic order.
+requests per rate (common random numbers: one seed for every candidate), and keeps the state that best meets
+the attainment target at the workload's rate, then has the best mean attainment over the stress rates around
+the analytic capacity (its headroom). Ties keep the analytic order.
 """
 
 from __future__ import annotations
