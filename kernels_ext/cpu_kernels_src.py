@@ -232,7 +232,7 @@ static item_t* make_items(const int32_t* qo_indptr, long batch, long* nitems) {
 
 /* Causal (bottom-right aligned) GQA attention of q [nnz, hq, d] (token stride q_stride) over one layer's
    paged cache [pages, 2, page_size, hkv, d]; writes out [nnz, hq, d] (token stride out_stride).
-   One work item = (request, kv head, block of up to QB query tokens); keys stream in blocks of KB with an
+   One work item = (request, block of up to QB query tokens[, kv head]); keys stream in blocks of KB with an
    online softmax, so each K/V row is read and converted once per item. */
 void th_paged_attention(const void* q, long q_stride, void* out, long out_stride, const void* cache,
                         const int32_t* qo_indptr, const int32_t* kv_indptr, const int32_t* kv_indices,
@@ -242,26 +242,46 @@ void th_paged_attention(const void* q, long q_stride, void* out, long out_stride
     int pow2 = (page_size & (page_size - 1)) == 0;  /* NOTE: shifts, not divides, in the key loop */
     while ((1L << shift) < page_size) shift++;
     item_t* items = make_items(qo_indptr, batch, &nitems);
-#pragma omp parallel for num_threads(nt) schedule(dynamic, 1) if (nitems * hkv > 1)
-    for (long it = 0; it < nitems * hkv; it++) {
-        long b = items[it / hkv].b, s0 = items[it / hkv].s0, h = it % hkv;
+    /* NOTE: with enough items, one item covers every kv head: each key block is then one contiguous
+       [KB, hkv, d] run of a page, which the hardware prefetcher streams (one head per item reads 1/hkv of
+       every token row, and decode was bound by DRAM latency). */
+    long hpi = nitems >= 4 * nt ? hkv : 1, hsplit = hkv / hpi;
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 1) if (nitems * hsplit > 1)
+    for (long it = 0; it < nitems * hsplit; it++) {
+        long b = items[it / hsplit].b, s0 = items[it / hsplit].s0, h0 = (it % hsplit) * hpi;
         long qlen = qo_indptr[b + 1] - qo_indptr[b], kvlen = kv_lens[b];
         long ntok = qlen - s0 < QB ? qlen - s0 : QB;
         long nrow = ntok * g;
         long first = kvlen - qlen + s0;   /* the block's first token sees keys [0, first] */
         long nkeys = first + ntok;        /* keys any row of the block sees */
         const int32_t* pages = kv_indices + kv_indptr[b];
-        float* buf = (float*)malloc(sizeof(float) * (size_t)(2 * nrow * d + 2 * KB * d + 3 * nrow + nrow * KB + 64));
-        float *qf = buf, *acc = qf + nrow * d, *kf = acc + nrow * d, *vf = kf + KB * d;
-        float *m = vf + KB * d, *l = m + nrow, *cr = l + nrow, *pb = cr + nrow;
+        float* buf = (float*)malloc(sizeof(float) * (size_t)(hpi * (2 * nrow * d + 3 * nrow + nrow * KB) + 2 * KB * d + 64));
+        float *QF = buf, *ACC = QF + hpi * nrow * d, *kf = ACC + hpi * nrow * d, *vf = kf + KB * d;
+        float *M = vf + KB * d, *L = M + hpi * nrow, *CR = L + hpi * nrow, *PB = CR + hpi * nrow;
+#define HEAD_STATE long h = h0 + hh; float *qf = QF + hh * nrow * d, *acc = ACC + hh * nrow * d, *m = M + hh * nrow, \
+            *l = L + hh * nrow, *cr = CR + hh * nrow, *pb = PB + hh * nrow * KB; (void)cr; (void)pb; (void)qf;
+        for (long hh = 0; hh < hpi; hh++) {
+        HEAD_STATE
         for (long r = 0; r < nrow; r++) {
             long tok = qo_indptr[b] + s0 + r / g, head = h * g + r % g;
             load_row(CAT(q, tok * q_stride + head * d, bf), qf + r * d, d, bf);
             for (long i = 0; i < d; i++) { qf[r * d + i] *= scale; acc[r * d + i] = 0.0f; }
             m[r] = -INFINITY; l[r] = 0.0f;
         }
+        }
         for (long kb = 0; kb < nkeys; kb += KB) {
             long nk = nkeys - kb < KB ? nkeys - kb : KB;
+            if (hpi == hkv && kb + KB < nkeys) {  /* the next block's K and V rows, all heads: to L2 */
+                long k1 = kb + 2 * KB < nkeys ? kb + 2 * KB : nkeys;
+                for (long k = kb + KB; k < k1; k++) {
+                    long pg = pow2 ? k >> shift : k / page_size, slot = pow2 ? k & (page_size - 1) : k % page_size;
+                    long row = ((long)pages[pg] * 2 * page_size + slot) * hkv;
+                    const char *kp = CAT(cache, row * d, bf), *vp = CAT(cache, (row + page_size * hkv) * d, bf);
+                    for (long o = 0; o < hkv * d * (long)esz(bf); o += 64) { __builtin_prefetch(kp + o, 0, 1); __builtin_prefetch(vp + o, 0, 1); }
+                }
+            }
+            for (long hh = 0; hh < hpi; hh++) {
+            HEAD_STATE
             const char *krow[KB], *vrow[KB];
             for (long j = 0; j < KB; j++) {
                 long k = kb + (j < nk ? j : 0);
@@ -339,13 +359,18 @@ void th_paged_attention(const void* q, long q_stride, void* out, long out_stride
                 }
             }
 #endif
+            }
         }
+        for (long hh = 0; hh < hpi; hh++) {
+        HEAD_STATE
         for (long r = 0; r < nrow; r++) {
             long tok = qo_indptr[b] + s0 + r / g, head = h * g + r % g;
             float inv = 1.0f / l[r];
             for (long i = 0; i < d; i++) acc[r * d + i] *= inv;
             store_row(acc + r * d, AT(out, tok * out_stride + head * d, bf), d, bf);
         }
+        }
+#undef HEAD_STATE
         free(buf);
     }
     free(items);

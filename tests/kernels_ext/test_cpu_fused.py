@@ -65,6 +65,22 @@ def test_paged_attention_matches_oracle_and_dense_sdpa(dtype, hq: int, hkv: int,
     torch.testing.assert_close(got.float(), dense, atol=TOL[dtype], rtol=TOL[dtype])
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("num_requests", [1, 2, 24])
+def test_decode_attention_with_few_and_many_requests(dtype, num_requests: int) -> None:
+    # few work items: one per (request, kv head); many: one per request covering every kv head (the kernel
+    # switches at 4 items per thread), with blocks prefetched ahead
+    kv_lens = [17 + 13 * i % 90 for i in range(num_requests)]
+    cache, table, ks, vs, q = paged_batch(kv_lens, [1] * num_requests, 9, 3, 64, 16, dtype, seed=num_requests)
+    fused = PagedAttention(cache, num_qo_heads=9, backend="torch", fused=True)
+    fused.plan(*table)
+    got = fused.run(0, q)
+    dense = torch.cat(
+        [dense_reference(a, k.float(), v.float()) for a, k, v in zip(q.float().split(1), ks, vs, strict=True)]
+    )
+    torch.testing.assert_close(got.float(), dense, atol=TOL[dtype], rtol=TOL[dtype])
+
+
 def test_paged_attention_reads_strided_query_rows() -> None:
     cache, table, _, _, q = paged_batch([5, 20], [1, 20], 6, 2, 16, 4, torch.float32, seed=1)
     fused = PagedAttention(cache, num_qo_heads=6, backend="torch", fused=True)
