@@ -4,7 +4,9 @@ Setting: LLaMA-30B; cloud pool `examples/clusters/paper-cloud-32.toml` (32 GPUs,
 file) vs the in-house `paper-inhouse-8xa100.toml` at the same price; Azure 2023 coding and conversation traces
 (lengths), Poisson arrivals. For every system: the highest rate with >= 90 % SLO attainment (binary search in the
 simulator to 3 %, common random numbers) and the SLO scale it needs for 90 % attainment at a fixed rate (75 % of the
-best baseline's max rate).
+best baseline's max rate; also at 50 / 75 / 100 % of it, as an analysis of where the crossover lies). Each workload
+also prints two throughput bounds of both pools under the same cost model (`planner.bounds`: fluid and
+node-structured, no queueing), to separate what the plan leaves from what the pool allows.
 
 Steady state: every simulation replays REQUESTS requests and attainment counts only those arriving after the first
 WARMUP share (the same for every system and ablation). A short window lets a replica run past its sustained
@@ -39,6 +41,7 @@ from planner.baselines import (
     thunder_systems,
     vllm_candidates,
 )
+from planner.bounds import Bound, fluid_bound, structured_bound
 
 ROOT = Path(__file__).resolve().parents[1]
 CLUSTERS = ROOT / "examples" / "clusters"
@@ -50,6 +53,10 @@ REQUESTS = 24_000
 QUICK_REQUESTS = 3_000
 WARMUP = 0.2
 """Share of the first arrivals left out of attainment (they meet an empty system)."""
+SLO_SCALE_RATE = 0.75
+"""The headline SLO scale is measured at this share of the best baseline's max rate."""
+SLO_SWEEP = (0.5, 0.75, 1.0)
+"""Shares of the best baseline's max rate at which the SLO-scale analysis is repeated (where the crossover lies)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -85,7 +92,7 @@ def workload_table(name: str, model: ModelSpec, n: int, seed: int, console: Cons
         found[key] = (best_by_simulation([system], wl, cm_cloud, n=n, seed=seed, warmup=WARMUP), cm_cloud,
                       "cloud-32")
     best_base = max(BASELINES, key=lambda k: found[k][0].search.rate)
-    fixed_rate = 0.75 * found[best_base][0].search.rate
+    fixed_rate = SLO_SCALE_RATE * found[best_base][0].search.rate
     rows = [Row(name=k, pool=pool, scored=sc, slo_scale=_slo_scale(sc.system, wl, cm, fixed_rate, n, seed))
             for k, (sc, cm, pool) in found.items()]
     by = {r.name: r for r in rows}
@@ -115,6 +122,8 @@ def workload_table(name: str, model: ModelSpec, n: int, seed: int, console: Cons
             converged[k] = [sc.search.rate, twice]
             console.print(f"convergence {name} {k}: max rate {sc.search.rate:.2f} req/s at {n} requests, "
                           f"{twice:.2f} at {2 * n}")
+    sweep = _slo_sweep(found, best_base, wl, n, seed, console, name)
+    bounds = _bounds(cloud, inhouse, cm_cloud, cm_in, wl, seed, console, name)
     thunder_plan = thunder.scored.system.plan_at(max(thunder.scored.search.rate, 1e-3))
     return {
         "workload": name,
@@ -126,10 +135,50 @@ def workload_table(name: str, model: ModelSpec, n: int, seed: int, console: Cons
         "ablation_loss": {k: thunder.scored.search.rate / by[k].scored.search.rate if by[k].scored.search.rate > 0
                           else float("inf") for k in ABLATIONS},
         "convergence": converged,
+        "slo_sweep": sweep,
+        "bounds": bounds,
         "systems": {r.name: {"max_rate": r.scored.search.rate, "output_tokens_per_s":
                              r.scored.search.output_tokens_per_s, "slo_scale": r.slo_scale,
                              "description": r.scored.system.description} for r in rows},
     }
+
+
+def _slo_sweep(found: dict[str, tuple[Scored, CostModel, str]], best_base: str, wl: Workload, n: int, seed: int,
+               console: Console, name: str) -> dict[str, dict[str, float]]:
+    """SLO scale @90 % of thunder and every baseline at each `SLO_SWEEP` share of the best baseline's max rate."""
+    base_rate = found[best_base][0].search.rate
+    table = Table(title=f"{name}: SLO scale @90% vs rate (share of {best_base}'s max {base_rate:.2f} req/s)")
+    for col in ("share", "req/s", "thunder", *BASELINES, "tightest baseline", "tighter x"):
+        table.add_column(col)
+    out: dict[str, dict[str, float]] = {}
+    for share in SLO_SWEEP:
+        rate = share * base_rate
+        scales = {k: _slo_scale(found[k][0].system, wl, found[k][1], rate, n, seed) for k in ("thunder", *BASELINES)}
+        tight = min(scales[k] for k in BASELINES)
+        out[f"{share:.2f}"] = {"rate": rate, **scales}
+        table.add_row(f"{share:.0%}", f"{rate:.2f}", *(f"{scales[k]:.2f}" for k in ("thunder", *BASELINES)),
+                      f"{tight:.2f}", f"{tight / scales['thunder']:.2f}" if scales["thunder"] > 0 else "-")
+    console.print(table)
+    return out
+
+
+def _bounds(cloud: Cluster, inhouse: Cluster, cm_cloud: CostModel, cm_in: CostModel, wl: Workload, seed: int,
+            console: Console, name: str) -> dict[str, float]:
+    """Fluid and node-structured throughput bounds of both pools under the cost model (`planner.bounds`)."""
+    found: dict[str, tuple[Bound, Bound]] = {
+        "cloud-32": (fluid_bound(cloud, cm_cloud, wl), structured_bound(cloud, cm_cloud, wl, seed=seed)),
+        "8x A100": (fluid_bound(inhouse, cm_in, wl), structured_bound(inhouse, cm_in, wl, seed=seed))}
+    for kind, k in (("fluid", 0), ("structured", 1)):
+        cloud_b, a100_b = found["cloud-32"][k], found["8x A100"][k]
+        ratio = cloud_b.rate / a100_b.rate if a100_b.rate > 0 else float("inf")
+        console.print(f"{name} {kind} bound: cloud-32 {cloud_b.rate:.2f} req/s (prefill {cloud_b.prefill_rps:.2f}, "
+                      f"decode {cloud_b.decode_rps:.2f}), 8x A100 {a100_b.rate:.2f} (prefill "
+                      f"{a100_b.prefill_rps:.2f}, decode {a100_b.decode_rps:.2f}): ratio {ratio:.2f}x")
+    best = found["cloud-32"][1]
+    console.print(f"{name} structured-bound plan on cloud-32: " + "; ".join(
+        f"{phase} {len(ids)} ({', '.join(sorted({i.split('/')[0] for i in ids}))})" for phase, ids in best.groups))
+    return {f"{pool} {kind}": b.rate for pool, pair in found.items() for kind, b in zip(("fluid", "structured"), pair,
+                                                                                        strict=True)}
 
 
 def appendix_table(model: ModelSpec, n: int, seed: int, console: Console) -> dict:
