@@ -124,8 +124,8 @@ def distserve_candidates(cluster: Cluster, model: ModelSpec, workload: Workload,
 
 def hexgen_candidates(cluster: Cluster, model: ModelSpec, workload: Workload, budget: Budget, cost_model: CostModel,
                       *, seed: int = 0) -> list[System]:
-    """Colocated replicas on the heterogeneous pool: tabu search (Split / Merge / Move) over groupings from the
-    bandwidth-clustering start, asymmetric TP/PP per group by the same DP as thunder."""
+    """Colocated replicas on the heterogeneous pool: tabu search (Split / Merge / Move, then the same Swap polish as
+    thunder) over groupings from the bandwidth-clustering start, asymmetric TP/PP per group by the same DP as thunder."""
     workload, sample, solver = _context(cluster, model, workload, cost_model, seed)
     ev = ColocatedEvaluator(cluster, cost_model, sample, solver.best_config)
     min_bytes = model.weight_bytes(cost_model.dtype_bytes) * INITIAL_MEMORY_HEADROOM
@@ -136,7 +136,7 @@ def hexgen_candidates(cluster: Cluster, model: ModelSpec, workload: Workload, bu
     for _ in search.run(tuple(Group(g, "colocated") for g in groups), frozenset(unused)):
         pass
     assert search.best is not None
-    state = search.best[0]
+    state = search.polish(*search.best)[0]
     p = colocated_plan(cluster, model, workload, ev, state, {"algorithm": "hexgen-style tabu", "seed": seed})
     return [System(name="hexgen", plan=p, description=f"{len(p.groups)} colocated heterogeneous replicas")]
 

@@ -112,7 +112,7 @@ class ColocatedEvaluator(Evaluator):
 
 
 class ColocatedTabu(TabuSearch):
-    """Planner-core's tabu search restricted to Split / Merge / Move (no phases to flip)."""
+    """Planner-core's tabu search restricted to Split / Merge / Move / Swap (no phases to flip)."""
 
     def _flip(self, state: tuple[Group, ...], unused: frozenset[int]) -> None:
         return None

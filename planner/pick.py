@@ -35,6 +35,9 @@ class PickSettings:
     """Share of the first arrivals left out of each simulated attainment (`SimResult.after_warmup`)."""
     distinct_groupings: bool = True
     """Finalists are the best phase assignment of each of the top groupings (phases are re-planned per rate)."""
+    polish: bool = True
+    """Hill-climb each finalist over every Swap first (`TabuSearch.polish`); the Swap neighbourhood grows with the
+    square of the group count, so large pools skip it."""
     replan_phases: bool = True
     """At every simulated rate, re-climb the phases first (as `replan` does when the running system sees that
     rate), so a finalist is judged the way it will be served."""

@@ -44,10 +44,11 @@ def default_pick(n_devices: int) -> PickSettings:
     Up to 64 devices the finalists are judged in steady state, as the paper table measures: 1,000 requests per rate,
     attainment after a 20 % warm-up, stress at 1.0x / 1.2x the analytic capacity (past 1.2x every finalist fails in
     steady state, so higher stress rates no longer rank them) and 8 finalists instead of 4 (8 lost before only
-    because 300-request transient runs misjudged groupings)."""
+    because 300-request transient runs misjudged groupings). Above 64 devices the finalists are not Swap-polished
+    (the Swap neighbourhood grows with the square of the group count)."""
     if n_devices <= 64:
         return PickSettings(candidates=8, requests=1000, warmup=0.2, stress=(1.0, 1.2))
-    return PickSettings(candidates=3, requests=200, stress=(1.0,), replan_phases=False)
+    return PickSettings(candidates=3, requests=200, stress=(1.0,), replan_phases=False, polish=False)
 
 
 def plan(cluster: Cluster, model: ModelSpec, workload: Workload, budget: Budget, *, seed: int = 0,
@@ -56,7 +57,8 @@ def plan(cluster: Cluster, model: ModelSpec, workload: Workload, budget: Budget,
     """Search groups, phases, parallel configs and routing for `workload` on `cluster` within `budget`.
 
     The tabu search starts from two groupings (bandwidth clustering; the most replicas memory allows) and splits
-    its iteration budget between them; the top `pick.candidates` states by analytic score are then simulated
+    its iteration budget between them; the top `pick.candidates` states by analytic score, each polished over
+    every Swap (`TabuSearch.polish`), are then simulated
     and the best by simulated attainment wins (`PickSettings(candidates=1)`: the analytic best, no simulation).
     Requests longer than the model's context are clipped (`Workload.clipped`). Deterministic for a seed.
     """
@@ -103,6 +105,8 @@ def plan(cluster: Cluster, model: ModelSpec, workload: Workload, budget: Budget,
                         f"${budget.usd_per_hour}/h; raise the budget or add devices")
     pick = pick or default_pick(len(cluster.devices))
     finalists = search.top(max(pick.candidates, 1), distinct_groupings=pick.distinct_groupings)
+    if pick.polish:
+        finalists = _distinct([search.polish(*f) for f in finalists])
     verdicts = _simulate_finalists(cluster, model, workload, evaluator, finalists, pick) if len(finalists) > 1 else []
     chosen = max(range(len(verdicts)), key=lambda k: (verdicts[k].key, -k)) if verdicts else 0
     best_state, best_unused, best_eval = finalists[chosen]
@@ -114,6 +118,19 @@ def plan(cluster: Cluster, model: ModelSpec, workload: Workload, budget: Budget,
                         "simulated_headroom": round(verdicts[chosen].headroom, 4)}
     meta["seconds"] = round(time.perf_counter() - start, 3)
     return build_plan(cluster, model, workload, evaluator, best_state, best_unused, best_eval, meta)
+
+
+def _distinct(states: Sequence[tuple[tuple[Group, ...], frozenset[int], Evaluation]]
+              ) -> list[tuple[tuple[Group, ...], frozenset[int], Evaluation]]:
+    """`states` without repeated groupings (two finalists may polish into the same one), first kept."""
+    seen: set[frozenset[frozenset[int]]] = set()
+    out = []
+    for item in states:
+        grouping = frozenset(g.members for g in item[0])
+        if grouping not in seen:
+            seen.add(grouping)
+            out.append(item)
+    return out
 
 
 def _simulate_finalists(cluster: Cluster, model: ModelSpec, workload: Workload, ev: Evaluator,
