@@ -32,6 +32,7 @@ from kernels_ext.cpu_kernels_src import SOURCE
 __all__ = [
     "add_",
     "add_rms_norm",
+    "argmax_rows",
     "available",
     "paged_attention",
     "rope_",
@@ -46,6 +47,7 @@ _SIGNATURES = {
     "th_add_rms_norm": (_P, _P, _P, _P, _L, _L, _F, _I, _I),
     "th_silu_mul": (_P, _P, _L, _L, _I, _I),
     "th_add_": (_P, _P, _L, _I, _I),
+    "th_argmax_rows": (_P, _L, _L, _L, _P, _I),
     "th_rope": (_P, _L, _L, _L, _L, _P, _P, _P, _I, _I),
     "th_write_kv": (_P, _P, _L, _P, _L, _P, _L, _L, _L, _I),
     "th_paged_attention": (_P, _L, _P, _L, _P, _P, _P, _P, _P, _L, _L, _L, _L, _L, _F, _I, _I),
@@ -149,6 +151,17 @@ def add_(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         raise ValueError("add_ needs contiguous x and y of one shape and dtype")
     _lib_or_raise().th_add_(x.data_ptr(), y.data_ptr(), x.numel(), _bf(x), torch.get_num_threads())
     return x
+
+
+def argmax_rows(x: torch.Tensor) -> torch.Tensor:
+    """Index of the first maximum of each row of ``x [N, V]`` (unit stride in V) as int64 ``[N]``; a NaN
+    counts as the maximum, as in ``torch.max``. Serial (no OpenMP region): greedy sampling of 64 x 49152
+    float32 logits takes ~0.4 ms on one Zen 5 core, ``torch.max(dim=-1)`` ~1.6 ms."""
+    if x.dim() != 2 or x.stride(1) != 1:
+        raise ValueError(f"argmax_rows needs a 2-D tensor with unit-stride rows; got shape {tuple(x.shape)}")
+    out = torch.empty(x.shape[0], dtype=torch.int64)
+    _lib_or_raise().th_argmax_rows(x.data_ptr(), x.shape[0], x.shape[1], x.stride(0), out.data_ptr(), _bf(x))
+    return out
 
 
 def silu_mul(gate_up: torch.Tensor) -> torch.Tensor:

@@ -135,6 +135,27 @@ def test_add_rms_norm_silu_mul_and_rope_match_torch(dtype) -> None:
     assert torch.equal(got[:, 5 * 16 :], qkv[:, 5 * 16 :])  # heads past num_heads untouched
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(64, 49152), (3, 17), (5, 15), (2, 16)])
+def test_argmax_rows_matches_torch_max_with_ties_nan_and_inf(dtype, shape: tuple[int, int]) -> None:
+    gen = torch.Generator().manual_seed(shape[1])
+    x = torch.randn(*shape, generator=gen).to(dtype)
+    assert torch.equal(cpu_fused.argmax_rows(x), x.max(dim=-1).indices)
+    ties = torch.randint(0, 3, shape, generator=gen).to(dtype)  # many equal maxima: the first one wins
+    assert torch.equal(cpu_fused.argmax_rows(ties), ties.max(dim=-1).indices)
+    odd = torch.randn(4, shape[1] + 3, generator=gen).to(dtype)
+    odd[1, 2], odd[1, -1] = float("nan"), float("nan")  # the first NaN wins, as in torch.max
+    odd[2] = float("-inf")
+    odd[3, -1] = float("inf")
+    assert (
+        cpu_fused.argmax_rows(odd).tolist()
+        == odd.max(dim=-1).indices.tolist()
+        == [int(odd[0].argmax()), 2, 0, shape[1] + 2]
+    )
+    strided = torch.randn(6, 40, generator=gen).to(dtype)[:, 3:35]
+    assert torch.equal(cpu_fused.argmax_rows(strided), strided.max(dim=-1).indices)
+
+
 def test_kernels_reject_what_they_cannot_run() -> None:
     with pytest.raises(ValueError, match="float32/bfloat16"):
         cpu_fused.silu_mul(torch.zeros(2, 4, dtype=torch.float16))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import torch
 
+from kernels_ext import cpu_fused
 from thunder.engine.config import SamplingParams
 
 __all__ = ["Sampler", "filter_logits"]
@@ -31,6 +32,14 @@ def filter_logits(logits: torch.Tensor, top_k: torch.Tensor, top_p: torch.Tensor
     return torch.empty_like(logits).scatter_(-1, order, filtered)
 
 
+def _first_max(logits: torch.Tensor) -> torch.Tensor:
+    """Row-wise index of the first maximum (``[N]`` int64), the greedy token of each row."""
+    if logits.dim() == 2 and logits.stride(1) == 1 and cpu_fused.supported(logits.dtype, logits.device):
+        return cpu_fused.argmax_rows(logits)  # serial C scan: ~4x faster than torch.max on a CPU core
+    # NOTE: max().indices, not argmax(): same first-maximum rule, 4x faster on bfloat16 CPU tensors.
+    return logits.max(dim=-1).indices
+
+
 class Sampler:
     def __init__(self, seed: int = 0) -> None:
         self.generator = torch.Generator().manual_seed(seed)
@@ -39,8 +48,7 @@ class Sampler:
         self, logits: torch.Tensor, params: list[SamplingParams], generators: list[torch.Generator | None]
     ) -> list[int]:
         """One token per row of ``logits [N, V]``; ``generators[i]`` None uses the engine's generator."""
-        # NOTE: max().indices, not argmax(): same first-maximum rule, 4x faster on bfloat16 CPU tensors.
-        tokens = logits.max(dim=-1).indices.tolist()
+        tokens = _first_max(logits).tolist()
         rows = [i for i, p in enumerate(params) if not p.greedy]
         if not rows:
             return tokens
