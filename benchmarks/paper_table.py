@@ -17,6 +17,7 @@ capacity and still pass, because a request's TPOT slack absorbs a queue that has
     .venv/bin/python benchmarks/paper_table.py                 # full table (a few minutes on 2 cores)
     .venv/bin/python benchmarks/paper_table.py --quick         # fewer requests, for a smoke run
     .venv/bin/python benchmarks/paper_table.py --convergence   # also: thunder and best baseline at 2x requests
+    .venv/bin/python benchmarks/paper_table.py --bounds        # only the pools' throughput bounds (~20 s)
 """
 
 from __future__ import annotations
@@ -208,6 +209,19 @@ def appendix_table(model: ModelSpec, n: int, seed: int, console: Console) -> dic
     return out
 
 
+def bounds_only(seed: int) -> None:
+    """The fluid and structured throughput bounds of both pools for both workloads (no simulation)."""
+    model = ModelSpec.from_catalog("llama-30b")
+    cloud = Cluster.from_toml(CLUSTERS / "paper-cloud-32.toml")
+    inhouse = Cluster.from_toml(CLUSTERS / "paper-inhouse-8xa100.toml")
+    cm_cloud = CostModel.from_catalog(model, cloud.gpu_types())
+    cm_in = CostModel.from_catalog(model, inhouse.gpu_types())
+    console = Console(width=200)
+    for name in ("coding", "conversation"):
+        _bounds(cloud, inhouse, cm_cloud, cm_in, Workload.from_trace(name, max_context=model.max_context), seed,
+                console, name)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=REQUESTS, help="requests per simulation run")
@@ -216,7 +230,11 @@ def main() -> None:
     parser.add_argument("--convergence", action="store_true",
                         help="re-run thunder and the best baseline with twice the requests")
     parser.add_argument("--json", type=Path, default=None, help="also write the numbers as JSON")
+    parser.add_argument("--bounds", action="store_true", help="only print the pools' throughput bounds (seconds)")
     args = parser.parse_args()
+    if args.bounds:
+        bounds_only(args.seed)
+        return
     n = QUICK_REQUESTS if args.quick else args.requests
     console = Console(width=200)
     model = ModelSpec.from_catalog("llama-30b")

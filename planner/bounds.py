@@ -11,7 +11,7 @@ attainment sits below them. They tell how much of a result is the plan and how m
   deadline. The best split of each type's devices between the phases is enumerated.
 - `structured_bound`: the same, but replicas are unions of node slices (the smallest equal slice of a node's
   same-type devices that holds a replica) with the parallel config `ParallelSolver` gives them, timed by the cost
-  model: prefill at one prompt per issue interval, 100 % busy; decode with the KV full (or as many sequences as
+  model: prefill at one prompt per issue interval (averaged over every prompt of the trace), 100 % busy; decode with the KV full (or as many sequences as
   the TPOT deadline allows). A DP over the slices keeps the Pareto front of (prefill, decode) req/s.
 """
 
@@ -29,8 +29,8 @@ from planner.cost_model import CostModel
 from planner.parallel import MAX_GROUP_DEVICES, ParallelSolver
 from planner.workload import Workload
 
-PREFILL_SAMPLE = 256
-"""Prompts whose issue intervals are averaged for a replica's prefill rate."""
+PREFILL_GRID = 64
+"""Prompt lengths at which a replica's prefill issue interval is tabulated (then averaged over every prompt)."""
 PARETO_POINTS = 64
 """Points of the (prefill, decode) Pareto front kept per DP state."""
 
@@ -117,7 +117,11 @@ def _rates(cost_model: CostModel, solver: ParallelSolver, members: list[int], pr
            tpot: float) -> tuple[float, float]:
     cm = cost_model
     pre = solver.best_config(members, "prefill")
-    prefill = 0.0 if pre is None else 1.0 / float(np.mean([cm.prefill_interval(pre, [int(p)]) for p in prompts]))
+    prefill = 0.0
+    if pre is not None:  # the interval is smooth in the prompt length: tabulate it, average it over every prompt
+        grid = np.unique(np.linspace(1, prompts.max(), PREFILL_GRID).round())
+        interval = np.array([cm.prefill_interval(pre, [int(p)]) for p in grid])
+        prefill = 1.0 / float(np.interp(prompts, grid, interval).mean())
     dec = solver.best_config(members, "decode")
     decode = 0.0
     if dec is not None:
@@ -134,7 +138,7 @@ def structured_bound(cluster: Cluster, cost_model: CostModel, workload: Workload
     ln = _lengths(workload, cost_model)
     wl = workload.clipped(cost_model.model.max_context)
     solver = ParallelSolver(cluster, cost_model, WorkloadSample.of(wl, seed=seed))
-    prompts = wl.sample(PREFILL_SAMPLE, seed)[0]
+    prompts = wl.prompt_lens.astype(np.float64)
     units = node_slices(cluster, solver)
     tpot = wl.effective_slo.tpot_s
     groups: dict[int, tuple[float, float]] = {}
