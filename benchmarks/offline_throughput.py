@@ -35,6 +35,10 @@ sys.path.insert(0, str(ROOT))  # NOTE: run as a script; `benchmarks.workloads` l
 from benchmarks.workloads import Workload, build_offline_workload  # noqa: E402
 
 RESULT_PREFIX = "RESULT "  # the runners' protocol, benchmarks/peers/runner_common.py
+# NOTE: the environment as launched, before anything here imports thunder: `import thunder` (the default model
+# dir below) sets thunder's own process defaults (OMP_WAIT_POLICY=PASSIVE, THP_MEM_ALLOC_ENABLE=1) in
+# os.environ, and the peers must not inherit them (vLLM then ran with sleeping, not spinning, OpenMP workers).
+LAUNCH_ENV = dict(os.environ)
 DTYPES = ("bfloat16", "float32")
 console = Console(width=None if sys.stdout.isatty() else 160)
 
@@ -131,7 +135,7 @@ def run_system(
         "--threads", str(args.threads), "--repeats", str(args.repeats), "--outputs", str(outputs),
     ]  # fmt: skip
     env = {
-        **os.environ,
+        **LAUNCH_ENV,
         "OMP_NUM_THREADS": str(args.threads),
         "PYTHONUNBUFFERED": "1",
         "TOKENIZERS_PARALLELISM": "false",
