@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -76,3 +77,19 @@ def test_ratios_are_thunder_over_peer_within_a_dtype() -> None:
 def test_missing_peer_venv_is_reported_not_fatal(tmp_path: Path) -> None:
     assert interpreter(SYSTEMS["vllm"], tmp_path) is None
     assert interpreter(SYSTEMS["thunder"], tmp_path) == Path(sys.executable)
+
+
+def test_peers_do_not_inherit_thunders_process_defaults() -> None:
+    # importing thunder (the driver does, for the default model dir) sets OMP_WAIT_POLICY/THP_MEM_ALLOC_ENABLE
+    # in os.environ; the peers' environment is the one the driver was launched with
+    code = (
+        "import os, benchmarks.offline_throughput as o, thunder; "
+        "print(os.environ.get('OMP_WAIT_POLICY'), o.LAUNCH_ENV.get('OMP_WAIT_POLICY'), "
+        "o.LAUNCH_ENV.get('THP_MEM_ALLOC_ENABLE'))"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "THP_MEM_ALLOC_ENABLE")}
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=root, check=True
+    )
+    assert out.stdout.split() == ["PASSIVE", "None", "None"]
