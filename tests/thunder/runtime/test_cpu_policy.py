@@ -33,11 +33,16 @@ def test_lower_priority_renices_every_thread_of_the_process_once() -> None:
     code = (
         "import os, threading, time\n"
         "from thunder.runtime.cpu_policy import lower_priority\n"
-        "ev = threading.Event(); t = threading.Thread(target=ev.wait); t.start()\n"
-        "assert lower_priority(7) >= 2 and lower_priority(7) == 0\n"
+        # NOTE: a daemon thread, so a failed assertion exits instead of hanging on the Event.
+        "ev = threading.Event(); t = threading.Thread(target=ev.wait, daemon=True); t.start()\n"
+        "first, second = lower_priority(7), lower_priority(7)\n"
         "nices = {os.getpriority(os.PRIO_PROCESS, int(x)) for x in os.listdir('/proc/self/task')}\n"
-        "ev.set(); t.join(); print(sorted(nices))\n"
+        "ev.set(); t.join(); print(first, second, sorted(nices))\n"
     )
     start = os.getpriority(os.PRIO_PROCESS, 0)
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == str([max(7, start)])
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    first, second, nices = out.stdout.strip().split(" ", 2)
+    # Under `nice -n 7` or more (a suite run niced) there is nothing to lower: no thread changes.
+    assert int(first) >= 2 if start < 7 else int(first) == 0
+    assert int(second) == 0
+    assert nices == str([max(7, start)])
