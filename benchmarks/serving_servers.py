@@ -27,6 +27,8 @@ sys.path.insert(0, str(HERE / "peers"))  # NOTE: run_vllm.py imports its sibling
 
 from run_vllm import vllm_env  # noqa: E402  (the env vars peers.md prescribes for vLLM on CPU)
 
+from benchmarks.offline_throughput import LAUNCH_ENV  # noqa: E402  (the env before `import thunder` changed it)
+
 VLLM_CLI = HERE / "serving_vllm_cli.py"
 
 
@@ -119,7 +121,7 @@ def _stop(process: subprocess.Popen, spec: ServerSpec) -> None:
 @contextlib.contextmanager
 def running_server(spec: ServerSpec, log: Path) -> Iterator[float]:
     """Start `spec`, wait until its /health answers 200, yield the start-up seconds; always stop it."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false", **spec.env}
+    env = {**LAUNCH_ENV, "PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false", **spec.env}
     start = time.perf_counter()
     with log.open("w") as sink:
         process = subprocess.Popen(

@@ -83,13 +83,13 @@ def test_peers_do_not_inherit_thunders_process_defaults() -> None:
     # importing thunder (the driver does, for the default model dir) sets OMP_WAIT_POLICY/THP_MEM_ALLOC_ENABLE
     # in os.environ; the peers' environment is the one the driver was launched with
     code = (
-        "import os, benchmarks.offline_throughput as o, thunder; "
+        "import os, benchmarks.offline_throughput as o, benchmarks.serving_servers as s, thunder; "
         "print(os.environ.get('OMP_WAIT_POLICY'), o.LAUNCH_ENV.get('OMP_WAIT_POLICY'), "
-        "o.LAUNCH_ENV.get('THP_MEM_ALLOC_ENABLE'))"
+        "o.LAUNCH_ENV.get('THP_MEM_ALLOC_ENABLE'), s.LAUNCH_ENV.get('OMP_WAIT_POLICY'))"
     )
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "THP_MEM_ALLOC_ENABLE")}
     root = Path(__file__).resolve().parents[2]
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=root, check=True
     )
-    assert out.stdout.split() == ["PASSIVE", "None", "None"]
+    assert out.stdout.split() == ["PASSIVE", "None", "None", "None"]
