@@ -49,19 +49,21 @@ class Bound:
 class _Lengths:
     mean_output: float
     context: float
-    """KV tokens a decode step reads per resident sequence, residence-weighted: E[(p + o/2)·o]/E[o]."""
+    """KV tokens a decode step reads per resident sequence (`WorkloadSample.mean_context`)."""
     resident: float
-    """KV tokens a resident sequence reserves, residence-weighted: E[(p + o)·o]/E[o]."""
+    """KV tokens a resident sequence reserves (`WorkloadSample.resident_kv_tokens`)."""
     prefill_flops: float
 
 
 def _lengths(workload: Workload, cost_model: CostModel) -> _Lengths:
+    """Length statistics over every request of the (clipped) trace, not a sample."""
     m = cost_model.model
     wl = workload.clipped(m.max_context)
-    p, o = wl.prompt_lens.astype(np.float64), wl.output_lens.astype(np.float64)
+    whole = WorkloadSample(prompts=wl.prompt_lens.astype(np.float64), outputs=wl.output_lens.astype(np.float64),
+                           rate=wl.rate, slo=wl.effective_slo)
+    p = whole.prompts
     flops = m.num_layers * (p * m.layer_linear_flops_per_token + m.attention_flops_per_token_context * p * (p + 1) / 2)
-    return _Lengths(mean_output=float(o.mean()), context=float(((p + o / 2) * o).sum() / o.sum()),
-                    resident=float(((p + o) * o).sum() / o.sum()),
+    return _Lengths(mean_output=whole.mean_output, context=whole.mean_context, resident=whole.resident_kv_tokens,
                     prefill_flops=float(flops.mean()) + m.lm_head_flops_per_token)
 
 
@@ -102,11 +104,8 @@ def fluid_bound(cluster: Cluster, cost_model: CostModel, workload: Workload) -> 
 
 def node_slices(cluster: Cluster, solver: ParallelSolver) -> list[tuple[int, ...]]:
     """Each node's same-type devices cut into the smallest equal slices that hold a replica (whole if none)."""
-    buckets: dict[tuple[str, str], list[int]] = {}
-    for i, d in enumerate(cluster.devices):
-        buckets.setdefault((d.node, d.gpu_type), []).append(i)
     out = []
-    for idx in buckets.values():
+    for idx in cluster.node_type_buckets().values():
         n = len(idx)
         size = next((k for k in range(1, n + 1) if n % k == 0 and solver.best_config(idx[:k], "decode") is not None), n)
         out += [tuple(idx[k:k + size]) for k in range(0, n, size)]

@@ -6,7 +6,7 @@ in every planner computation, bandwidth is bytes/s (edge attr `bandwidth`) and l
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -156,6 +156,14 @@ class Cluster:
 
     def gpu_types(self) -> dict[str, GPUType]:
         return {d.gpu_type: d.gpu for d in self.devices}
+
+    def node_type_buckets(self, members: Iterable[int] | None = None) -> dict[tuple[str, str], list[int]]:
+        """Device indices (all, or `members`) by (node, GPU type), ascending; keys in order of first index."""
+        out: dict[tuple[str, str], list[int]] = {}
+        for i in sorted(members) if members is not None else range(len(self.devices)):
+            d = self.devices[i]
+            out.setdefault((d.node, d.gpu_type), []).append(i)
+        return out
 
     def with_link(self, a: str, b: str, *, bandwidth: float, latency: float | None = None) -> Cluster:
         """A copy with the link between devices (or whole nodes, if `a`/`b` name nodes) changed (bytes/s, s)."""

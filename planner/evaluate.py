@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -48,6 +48,11 @@ class Evaluation:
 
 def canonical(groups: Sequence[Group]) -> tuple[Group, ...]:
     return tuple(sorted(groups, key=lambda g: g.first))
+
+
+def grouping(groups: Iterable[Group]) -> frozenset[frozenset[int]]:
+    """The device sets of a state, phases ignored (two states with one grouping differ only in roles)."""
+    return frozenset(g.members for g in groups)
 
 
 class Evaluator:
@@ -168,4 +173,4 @@ def assign_phases(evaluator: Evaluator, groups: Sequence[frozenset[int]]) -> tup
     return canonical([Group(groups[i], "prefill" if pos < best_k else "decode") for pos, i in enumerate(order)])
 
 
-__all__ = ["INVALID", "Evaluation", "Evaluator", "Group", "assign_phases", "canonical"]
+__all__ = ["INVALID", "Evaluation", "Evaluator", "Group", "assign_phases", "canonical", "grouping"]

@@ -72,10 +72,7 @@ def smallest_groups(cluster: Cluster, feasible: Feasible) -> tuple[list[frozense
             pool = pool[size:]
         return pool
 
-    buckets: dict[tuple[str, str], list[int]] = {}
-    for i, d in enumerate(devs):
-        buckets.setdefault((d.node, d.gpu_type), []).append(i)
-    left = [i for pool in buckets.values() for i in carve(pool)]
+    left = [i for pool in cluster.node_type_buckets().values() for i in carve(pool)]
     regions: dict[str, list[int]] = {}
     for i in left:
         regions.setdefault(devs[i].region, []).append(i)

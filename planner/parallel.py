@@ -91,12 +91,8 @@ class ParallelSolver:
 
     # ---- structure ----------------------------------------------------------------------------------------------
     def _buckets(self, members: Collection[int]) -> list[_Bucket]:
-        by: dict[tuple[str, str], list[int]] = {}
-        for i in sorted(members):
-            d = self.cluster.devices[i]
-            by.setdefault((d.node, d.gpu_type), []).append(i)
         out = []
-        for (_, gpu_type), idx in by.items():
+        for (_, gpu_type), idx in self.cluster.node_type_buckets(members).items():
             sub = self._bw[np.ix_(idx, idx)]
             bw = float(sub.min()) if len(idx) > 1 else math.inf
             lat = float(self._lat[np.ix_(idx, idx)].max())

@@ -13,7 +13,7 @@ from planner.cluster import Cluster
 from planner.config import Link
 from planner.cost_model import CostModel
 from planner.errors import PlanError
-from planner.evaluate import Evaluation, Evaluator, Group, assign_phases, canonical
+from planner.evaluate import Evaluation, Evaluator, Group, assign_phases, canonical, grouping
 from planner.initial import initial_groups, smallest_groups
 from planner.model_spec import ModelSpec
 from planner.parallel import ParallelSolver, group_link
@@ -126,9 +126,9 @@ def _distinct(states: Sequence[tuple[tuple[Group, ...], frozenset[int], Evaluati
     seen: set[frozenset[frozenset[int]]] = set()
     out = []
     for item in states:
-        grouping = frozenset(g.members for g in item[0])
-        if grouping not in seen:
-            seen.add(grouping)
+        key = grouping(item[0])
+        if key not in seen:
+            seen.add(key)
             out.append(item)
     return out
 

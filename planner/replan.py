@@ -133,6 +133,6 @@ def climb_phases(ev: Evaluator, state: tuple[Group, ...]) -> tuple[tuple[Group, 
     return state, best_eval
 
 
-__all__ = ["EXACT_CLIMB_GROUPS", "BandwidthChanged", "climb_phases", "DeviceLost", "DeviceReturned", "Event", "WorkloadShift",
-           "replan"]
+__all__ = ["EXACT_CLIMB_GROUPS", "BandwidthChanged", "DeviceLost", "DeviceReturned", "Event", "WorkloadShift",
+           "climb_phases", "replan"]
 

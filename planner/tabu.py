@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from planner.evaluate import Evaluation, Evaluator, Group, canonical
+from planner.evaluate import Evaluation, Evaluator, Group, canonical, grouping
 
 State = tuple[Group, ...]
 POLISH_ROUNDS = 4
@@ -75,10 +75,10 @@ class TabuSearch:
         for state, (unused, ev) in ranked:
             if len(out) >= k:
                 break
-            grouping = frozenset(g.members for g in state)
-            if ev.prediction is None or (distinct_groupings and grouping in groupings):
+            key = grouping(state)
+            if ev.prediction is None or (distinct_groupings and key in groupings):
                 continue
-            groupings.add(grouping)
+            groupings.add(key)
             out.append((state, unused, ev))
         return out
 
@@ -195,15 +195,7 @@ class TabuSearch:
         smaller part holds). Memory and price stay; only the topology changes, so a decode group of 4 + 2 + 2 cards
         on three nodes can become 4 + 4 on two (TP 4 x PP 2: one weight read less per step). Two Moves would pass
         through a worse state, which the sampled neighbourhood rarely crosses."""
-        devs = self.ev.cluster.devices
-
-        def parts(g: Group) -> dict[tuple[str, str], list[int]]:
-            out: dict[tuple[str, str], list[int]] = {}
-            for d in sorted(g.members):
-                out.setdefault((devs[d].node, devs[d].gpu_type), []).append(d)
-            return out
-
-        split = [parts(g) for g in state]
+        split = [self.ev.cluster.node_type_buckets(g.members) for g in state]
         found: list[State] = []
         for i, j in itertools.combinations(range(len(state)), 2):
             for ka, kb in itertools.product(split[i], split[j]):
