@@ -93,18 +93,18 @@ static inline __m512 hsum16x16(__m512* v) {
         w[j] = _mm512_add_ps(_mm512_shuffle_f32x4(u[2 * j], u[2 * j + 1], 0x88), _mm512_shuffle_f32x4(u[2 * j], u[2 * j + 1], 0xDD));
     return _mm512_add_ps(_mm512_shuffle_f32x4(w[0], w[1], 0x88), _mm512_shuffle_f32x4(w[0], w[1], 0xDD));
 }
+/* The float32 bits of v rounded to nearest-even bfloat16 in the high half (f2b's rule for non-NaN lanes). */
+static inline __m512i rne16(__m512 v) {
+    __m512i u = _mm512_castps_si512(v);
+    return _mm512_add_epi32(u, _mm512_add_epi32(_mm512_set1_epi32(0x7fff), _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1))));
+}
 static inline void store16(void* p, __m512 v, int bf) {
-    if (bf) {
-        __m512i u = _mm512_castps_si512(v);
-        __m512i r = _mm512_add_epi32(u, _mm512_add_epi32(_mm512_set1_epi32(0x7fff), _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1))));
-        _mm256_storeu_si256((__m256i*)p, _mm512_cvtepi32_epi16(_mm512_srli_epi32(r, 16)));
-    } else _mm512_storeu_ps((float*)p, v);
+    if (bf) _mm256_storeu_si256((__m256i*)p, _mm512_cvtepi32_epi16(_mm512_srli_epi32(rne16(v), 16)));
+    else _mm512_storeu_ps((float*)p, v);
 }
 static inline __m512 round16(__m512 v, int bf) {
     if (!bf) return v;
-    __m512i u = _mm512_castps_si512(v);
-    __m512i r = _mm512_add_epi32(u, _mm512_add_epi32(_mm512_set1_epi32(0x7fff), _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1))));
-    return _mm512_castsi512_ps(_mm512_and_si512(r, _mm512_set1_epi32((int)0xffff0000u)));
+    return _mm512_castsi512_ps(_mm512_and_si512(rne16(v), _mm512_set1_epi32((int)0xffff0000u)));
 }
 /* acc[i] = acc[i] * corr[i] + sum_j p[i * KB + j] * v[j] for NR (constant after inlining) query rows. */
 static inline __attribute__((always_inline)) void pv_rows(const int NR, float* acc, const float* corr,
@@ -263,6 +263,12 @@ void th_write_kv(void* cache, const void* k, long k_stride, const void* v, long 
 
 typedef struct { long b, s0; } item_t;
 
+/* Row of key k's page slot in the cache, in units of [hkv, d] token rows (its V row is page_size * hkv after). */
+static inline long kv_token_row(const int32_t* pages, long k, long page_size, long shift, int pow2) {
+    long pg = pow2 ? k >> shift : k / page_size, slot = pow2 ? k & (page_size - 1) : k % page_size;
+    return (long)pages[pg] * 2 * page_size + slot;
+}
+
 static item_t* make_items(const int32_t* qo_indptr, long batch, long* nitems) {
     item_t* items = (item_t*)malloc(sizeof(item_t) * (size_t)(qo_indptr[batch] + batch + 1));
     long n = 0;
@@ -317,8 +323,7 @@ void th_paged_attention(const void* q, long q_stride, void* out, long out_stride
             if (hpi == hkv && kb + KB < nkeys) {  /* the next block's K and V rows, all heads: to L2 */
                 long k1 = kb + 2 * KB < nkeys ? kb + 2 * KB : nkeys;
                 for (long k = kb + KB; k < k1; k++) {
-                    long pg = pow2 ? k >> shift : k / page_size, slot = pow2 ? k & (page_size - 1) : k % page_size;
-                    long row = ((long)pages[pg] * 2 * page_size + slot) * hkv;
+                    long row = kv_token_row(pages, k, page_size, shift, pow2) * hkv;
                     const char *kp = CAT(cache, row * d, bf), *vp = CAT(cache, (row + page_size * hkv) * d, bf);
                     for (long o = 0; o < hkv * d * (long)esz(bf); o += 64) { __builtin_prefetch(kp + o, 0, 1); __builtin_prefetch(vp + o, 0, 1); }
                 }
@@ -328,8 +333,7 @@ void th_paged_attention(const void* q, long q_stride, void* out, long out_stride
             const char *krow[KB], *vrow[KB];
             for (long j = 0; j < KB; j++) {
                 long k = kb + (j < nk ? j : 0);
-                long pg = pow2 ? k >> shift : k / page_size, slot = pow2 ? k & (page_size - 1) : k % page_size;
-                long row = ((long)pages[pg] * 2 * page_size + slot) * hkv + h;
+                long row = kv_token_row(pages, k, page_size, shift, pow2) * hkv + h;
                 krow[j] = CAT(cache, row * d, bf);
                 vrow[j] = CAT(cache, (row + page_size * hkv) * d, bf);
             }
