@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -25,6 +26,9 @@ from planner.workload import Budget, Workload
 
 INITIAL_MEMORY_HEADROOM = 1.15
 """Initial groups need at least weights x this much memory (the rest is KV); the search may grow them."""
+SEARCH_SEED_STRIDE = 7919
+"""Search k of `TabuSettings.searches` draws its moves from seed + k x this (a prime: streams of nearby plan seeds
+do not coincide)."""
 
 
 def default_settings(n_devices: int) -> TabuSettings:
@@ -57,7 +61,7 @@ def plan(cluster: Cluster, model: ModelSpec, workload: Workload, budget: Budget,
     """Search groups, phases, parallel configs and routing for `workload` on `cluster` within `budget`.
 
     The tabu search starts from two groupings (bandwidth clustering; the most replicas memory allows) and splits
-    its iteration budget between them; the top `pick.candidates` states by analytic score, each polished over
+    its iteration budget between them (`settings.searches` > 1: as many independent searches, finalists pooled); the top `pick.candidates` states by analytic score, each polished over
     every Swap (`TabuSearch.polish`), are then simulated
     and the best by simulated attainment wins (`PickSettings(candidates=1)`: the analytic best, no simulation).
     Requests longer than the model's context are clipped (`Workload.clipped`). Deterministic for a seed.
@@ -80,44 +84,59 @@ def plan(cluster: Cluster, model: ModelSpec, workload: Workload, budget: Budget,
                         "serving needs >= 2 (one prefill, one decode): add devices or pick a smaller model")
     prices = np.array([d.price_per_hour for d in cluster.devices])
     settings = settings or default_settings(len(cluster.devices))
-    starts = [s for s in starts for _ in range(max(settings.restarts, 1))]
     per_start = replace(settings, max_iters=max(1, -(-settings.max_iters // len(starts))))
-    search = TabuSearch(evaluator, prices, budget.usd_per_hour, per_start, seed)
+    searches = [TabuSearch(evaluator, prices, budget.usd_per_hour, per_start, seed + SEARCH_SEED_STRIDE * k)
+                for k in range(max(settings.searches, 1))]
     iterations = 0
     failure: PlanError | None = None
-    for groups, unused in starts:
-        try:
-            groups, dropped = _fit_budget(evaluator, groups, prices, budget.usd_per_hour)
-        except PlanError as exc:
-            failure = exc
-            continue
-        done = 0
-        for progress in search.run(assign_phases(evaluator, groups), frozenset(unused + dropped)):
-            done = progress.iteration
-            if on_progress is not None:
-                on_progress(replace(progress, iteration=iterations + done))
-        iterations += done
-    if search.best is None:
+    for search in searches:
+        for groups, unused in starts:
+            try:
+                groups, dropped = _fit_budget(evaluator, groups, prices, budget.usd_per_hour)
+            except PlanError as exc:
+                failure = exc
+                continue
+            done = 0
+            for progress in search.run(assign_phases(evaluator, groups), frozenset(unused + dropped)):
+                done = progress.iteration
+                if on_progress is not None:
+                    on_progress(replace(progress, iteration=iterations + done))
+            iterations += done
+    bests = [s.best for s in searches if s.best is not None]
+    if not bests:
         assert failure is not None
         raise failure
-    if search.best[2].prediction is None:
+    if max(bests, key=lambda b: b[2].score)[2].prediction is None:
         raise PlanError(f"no feasible disaggregated plan for {model.name} on {cluster.name!r} within "
                         f"${budget.usd_per_hour}/h; raise the budget or add devices")
     pick = pick or default_pick(len(cluster.devices))
-    finalists = search.top(max(pick.candidates, 1), distinct_groupings=pick.distinct_groupings)
+    finalists = _pooled_finalists(searches, max(pick.candidates, 1), pick.distinct_groupings)
     if pick.polish:
-        finalists = _distinct([search.polish(*f) for f in finalists])
+        finalists = _distinct([searches[0].polish(*f) for f in finalists])
     verdicts = _simulate_finalists(cluster, model, workload, evaluator, finalists, pick) if len(finalists) > 1 else []
     chosen = max(range(len(verdicts)), key=lambda k: (verdicts[k].key, -k)) if verdicts else 0
     best_state, best_unused, best_eval = finalists[chosen]
     meta: dict[str, object] = {"algorithm": "tabu", "seed": seed, "iterations": iterations,
-                               "evaluations": evaluator.evaluations, "starts": len(starts)}
+                               "evaluations": evaluator.evaluations, "starts": len(starts),
+                               "searches": len(searches)}
     if verdicts:
         meta["pick"] = {"finalists": len(finalists), "rank_by_estimate": chosen,
                         "simulated_attainment": round(verdicts[chosen].attainment, 4),
                         "simulated_headroom": round(verdicts[chosen].headroom, 4)}
     meta["seconds"] = round(time.perf_counter() - start, 3)
     return build_plan(cluster, model, workload, evaluator, best_state, best_unused, best_eval, meta)
+
+
+def _pooled_finalists(searches: Sequence[TabuSearch], k: int, distinct_groupings: bool
+                      ) -> list[tuple[tuple[Group, ...], frozenset[int], Evaluation]]:
+    """The `k` finalists of independent searches: each search's best states in turn (round robin, best first),
+    repeated groupings dropped, so every search contributes its own local optima rather than one search filling
+    the list with near-copies of its best."""
+    ranked = [s.top(k, distinct_groupings=distinct_groupings) for s in searches]
+    if len(ranked) == 1:
+        return ranked[0]
+    pooled = _distinct([item for rank in itertools.zip_longest(*ranked) for item in rank if item is not None])
+    return pooled[:k]
 
 
 def _distinct(states: Sequence[tuple[tuple[Group, ...], frozenset[int], Evaluation]]

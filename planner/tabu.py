@@ -31,9 +31,9 @@ class TabuSettings:
     neighbourhood: int = 16
     tenure: int = 8
     time_limit_s: float | None = None
-    restarts: int = 1
-    """Runs from every start (each continues the seeded random stream, so each explores other neighbours); the
-    iteration budget is shared by all runs."""
+    searches: int = 1
+    """Independent searches, each with its own seeded move stream and the whole iteration budget; `plan()` pools
+    their finalists (a single search stops in one local optimum, which one depends on the seed)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -155,3 +155,38 @@ def test_replan_past_capacity_keeps_the_lp_best_phases(cloud: Cluster, coding_pl
         flipped = canonical([*state[:k], Group(g.members, "decode" if g.phase == "prefill" else "prefill"),
                              *state[k + 1:]])
         assert ev.evaluate(flipped, exact=True).score <= score
+
+
+def test_independent_searches_pool_their_finalists_round_robin() -> None:
+    from planner.evaluate import Group
+    from planner.planning import _pooled_finalists
+
+    def state(*groups: tuple[int, ...]) -> tuple[Group, ...]:
+        return tuple(Group(frozenset(g), "prefill" if k == 0 else "decode") for k, g in enumerate(groups))
+
+    a1, a2, a3 = state((0,), (1,)), state((0, 1), (2,)), state((0,), (1, 2))
+    b1 = state((2,), (3,))
+
+    class Ranked:
+        def __init__(self, *states: tuple[Group, ...]) -> None:
+            self.states = states
+
+        def top(self, k: int, *, distinct_groupings: bool = False) -> list:
+            return [(s, frozenset(), None) for s in self.states[:k]]
+
+    # each search contributes its best in turn; a grouping both found (a2) is kept once, first come
+    pooled = _pooled_finalists([Ranked(a1, a2, a3), Ranked(b1, a2)], 4, True)  # type: ignore[list-item]
+    assert [s for s, _, _ in pooled] == [a1, b1, a2, a3]
+    assert [s for s, _, _ in _pooled_finalists([Ranked(a1, a2, a3)], 2, True)] == [a1, a2]  # type: ignore[list-item]
+
+
+def test_two_searches_run_both_and_stay_deterministic(cloud: Cluster) -> None:
+    from dataclasses import replace
+
+    wl = Workload.from_trace("conversation", rate=8.0)
+    one = plan(cloud, LLAMA, wl, Budget(usd_per_hour=13.54), seed=1, settings=SMALL)
+    two = [plan(cloud, LLAMA, wl, Budget(usd_per_hour=13.54), seed=1, settings=replace(SMALL, searches=2))
+           for _ in range(2)]
+    assert one.search["searches"] == 1 and two[0].search["searches"] == 2
+    assert two[0].search["iterations"] > one.search["iterations"]  # the second search ran after the first
+    assert two[0].to_dict()["groups"] == two[1].to_dict()["groups"] and two[0].routing == two[1].routing
