@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from thunder._threads import apply_openmp_defaults
+from thunder._threads import apply_runtime_env_defaults
 
-apply_openmp_defaults()
+apply_runtime_env_defaults()
 
 if TYPE_CHECKING:
     from thunder.llm import AsyncLLM

@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["apply_openmp_defaults"]
+__all__ = ["apply_runtime_env_defaults"]
 
-OPENMP_DEFAULTS = {"OMP_WAIT_POLICY": "PASSIVE", "THP_MEM_ALLOC_ENABLE": "1"}
+RUNTIME_ENV_DEFAULTS = {"OMP_WAIT_POLICY": "PASSIVE", "THP_MEM_ALLOC_ENABLE": "1"}
+"""Environment variables (OpenMP wait policy, torch's huge-page allocation) set on `import thunder` if unset."""
 
 
-def apply_openmp_defaults() -> None:
-    for key, value in OPENMP_DEFAULTS.items():
+def apply_runtime_env_defaults() -> None:
+    """Put `RUNTIME_ENV_DEFAULTS` into `os.environ` where the user has not set them."""
+    for key, value in RUNTIME_ENV_DEFAULTS.items():
         os.environ.setdefault(key, value)
