@@ -4,8 +4,11 @@ These are the analytical (queueing) pieces the search, the routing LP and re-pla
 (formulas in `queueing.py`). Every capacity is sized on the *tail*, not the mean: the largest arrival rate at
 which `COMPONENT_TARGET` of the sampled requests still meet the deadline.
 
-Prefill replica: M/G/1 queue whose service time is the pipeline's bottleneck-stage time per request;
-    P(TTFT_r <= D) = 1 − P(W > D − latency_r),   P(W > t) ≈ ρ·exp(−(1 − ρ)·t / E[residual]).
+Prefill replica: G/G/1 queue whose service time is the pipeline's bottleneck-stage time per request;
+    P(TTFT_r <= D) = 1 − P(W > D − latency_r),   P(W > t) ≈ ρ·exp(−(1 − ρ)·t / E[residual]),
+E[residual] = E[S](c_a² + c_s²)/2 (Kingman): a replica dealt a share of the arrivals in turn sees smoother than
+Poisson arrivals (c_a² ≈ its share), so `rate_cap` (Poisson) is the floor and `capacity(c_a²)` the capacity in a
+plan.
 Decode replica: continuous batching with B sequences resident; by Little's law B = λ·E[out]·TPOT(B). Each resident
 sequence holds its prompt + output KV (the simulator and a reserving scheduler admit on that), so the KV slots
 are c = KV tokens / E[(prompt + out)·out] / E[out] (time-weighted: long outputs hold KV longer). Admission waits
@@ -17,7 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -41,35 +44,47 @@ MAX_RESIDENT_SEQUENCES = 256
 
 @dataclass(frozen=True, slots=True, kw_only=True, eq=False)
 class WorkloadSample:
-    """A fixed, seeded sample of (prompt, output) lengths used for every analytical estimate of one search."""
+    """A fixed, seeded sample of (prompt, output) lengths used for every analytical estimate of one search.
+
+    The per-request tails (who meets a deadline) are taken over the sample; the means a capacity rests on
+    (`mean_output`, `mean_context`, `resident_kv_tokens`) over `population` when given — every request of the
+    trace — because a few hundred draws of a heavy-tailed output length miss them by up to 30 % (coding: the
+    KV token-steps E[(prompt + out)·out] of a 256-draw sample range over 0.75-1.05x the trace's)."""
 
     prompts: np.ndarray
     outputs: np.ndarray
     rate: float
     slo: SLO
+    population: tuple[np.ndarray, np.ndarray] | None = None
+    """(prompts, outputs) of every request the sample stands for; None: the sample itself."""
+    mean_output: float = field(init=False)
+    mean_context: float = field(init=False)
+    """Mean KV context a decode step reads per resident sequence: prompt plus half the output, weighted by the
+    steps the sequence is resident, E[(prompt + out/2)·out] / E[out]. (A step sees long-output sequences for
+    longer; the unweighted E[prompt + out/2] under-counts the context — and the KV read, which dominates a
+    large decode step — by ≈ 10 % on conversation.)"""
+    resident_kv_tokens: float = field(init=False)
+    """KV tokens one resident decoding sequence holds, time-weighted: E[(prompt + out)·out] / E[out]."""
+
+    def __post_init__(self) -> None:
+        p, o = self.population if self.population is not None else (self.prompts, self.outputs)
+        p, o = np.asarray(p, dtype=np.float64), np.asarray(o, dtype=np.float64)
+        total = float(o.sum())
+        object.__setattr__(self, "mean_output", float(o.mean()))
+        object.__setattr__(self, "mean_context", float(((p + o / 2) * o).sum() / total))
+        object.__setattr__(self, "resident_kv_tokens", float(((p + o) * o).sum() / total))
 
     @classmethod
     def of(cls, workload: Workload, n: int = SAMPLE_SIZE, seed: int = 0) -> WorkloadSample:
-        prompts, outputs = workload.sample(n, seed)
-        return cls(prompts=prompts.astype(np.float64), outputs=outputs.astype(np.float64), rate=workload.rate,
-                   slo=workload.effective_slo)
-
-    @property
-    def mean_output(self) -> float:
-        return float(self.outputs.mean())
-
-    @property
-    def mean_context(self) -> float:
-        """Mean KV context a decode step reads per resident sequence: prompt plus half the output, weighted by the
-        steps the sequence is resident, E[(prompt + out/2)·out] / E[out]. (A step sees long-output sequences for
-        longer; the unweighted E[prompt + out/2] under-counts the context — and the KV read, which dominates a
-        large decode step — by ≈ 10 % on conversation.)"""
-        return float(((self.prompts + self.outputs / 2) * self.outputs).sum() / self.outputs.sum())
-
-    @property
-    def resident_kv_tokens(self) -> float:
-        """KV tokens one resident decoding sequence holds, time-weighted: E[(prompt + out)·out] / E[out]."""
-        return float(((self.prompts + self.outputs) * self.outputs).sum() / self.outputs.sum())
+        """`n` requests stratified on their KV token-steps (prompt + out)·out — one seeded draw from each of `n`
+        equal-count strata of the trace sorted by it — so the sample's decode load is representative; the means
+        are the whole trace's."""
+        prompts, outputs = workload.prompt_lens, workload.output_lens
+        order = np.argsort((prompts + outputs) * outputs.astype(np.int64), kind="stable")
+        edges = np.linspace(0, order.size, n + 1)
+        picks = order[(edges[:-1] + np.random.default_rng(seed).random(n) * np.diff(edges)).astype(np.int64)]
+        return cls(prompts=prompts[picks].astype(np.float64), outputs=outputs[picks].astype(np.float64),
+                   rate=workload.rate, slo=workload.effective_slo, population=(prompts, outputs))
 
     @property
     def steps(self) -> np.ndarray:
@@ -77,11 +92,12 @@ class WorkloadSample:
         return np.maximum(self.outputs - 1, 1)
 
 
-def _largest_rate(hit_share: Callable[[float], float], hi: float, target: float) -> float:
-    """The largest rate in (0, hi) with hit_share(rate) >= target (hit_share falls with the rate); 0 if none."""
-    if hi <= 0 or hit_share(hi * 1e-6) < target:
+def _largest_rate(hit_share: Callable[[float], float], hi: float, target: float, lo: float = 0.0) -> float:
+    """The largest rate in (lo, hi) with hit_share(rate) >= target (hit_share falls with the rate); 0 if none.
+    `lo`: a rate known to meet the target (0: none known)."""
+    lo = max(lo, hi * 1e-6)
+    if hi <= 0 or hit_share(lo) < target:
         return 0.0
-    lo = hi * 1e-6
     for _ in range(40):
         mid = (lo + hi) / 2
         if hit_share(mid) >= target:
@@ -97,6 +113,8 @@ PREFILL_BATCH_TOKENS = 2048
 """Prompt tokens a prefill replica batches per pass at most (vLLM max_num_batched_tokens; the simulator's default)."""
 PREFILL_GRID_POINTS = 12
 """Batch sizes (in tokens) at which a prefill profile tabulates the cost model's pass time."""
+ARRIVAL_CV2_STEP = 0.125
+"""Grid step of the arrival c_a² at which a prefill profile solves its capacity (lazily; linear in between)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, eq=False)
@@ -126,6 +144,8 @@ class PrefillProfile:
     """float[E]: tokens of other prompts sharing a request's pass."""
     latency_grid: np.ndarray | None = None
     """float[E, n]: latency of each sampled request's pass with `extra_grid` other tokens (s)."""
+    _capacity: dict[int, float] = field(default_factory=dict, init=False, repr=False)
+    """Capacity per `ARRIVAL_CV2_STEP` grid point of c_a², solved on first use."""
 
     def batch(self, rate: float) -> tuple[float, float]:
         """(tokens per pass n, issue interval T(n)) at arrival rate `rate`: the fixed point, capped at the budget."""
@@ -146,12 +166,13 @@ class PrefillProfile:
         assert self.token_grid is not None and self.interval_grid is not None
         return float(np.interp(tokens, self.token_grid, self.interval_grid))
 
-    def wait_tail(self, rate: float) -> tuple[WaitTail, float]:
-        """(queueing delay before a request's pass starts, tokens per pass) at arrival rate `rate`.
+    def wait_tail(self, rate: float, arrival_cv2: float = 1.0) -> tuple[WaitTail, float]:
+        """(queueing delay before a request's pass starts, tokens per pass) at arrival rate `rate`, arrivals with
+        inter-arrival c_a² = `arrival_cv2` (1: Poisson).
 
-        M/G/1 form with batches: P(W > t) ≈ busy·exp(−(1 − ρ_B)·t / E[R]); busy = share of time a pass is under
-        way, E[R] = its mean residual T(n)/2·(1 + cv²/k) (k prompts per pass, cv² of one prompt's pass time),
-        ρ_B = λ·E[p]·T(B)/B the load on full-budget passes. With a one-prompt budget this is the per-prompt M/G/1;
+        G/G/1 form with batches: P(W > t) ≈ busy·exp(−(1 − ρ_B)·t / E[R]); busy = share of time a pass is under
+        way, E[R] = T(n)/2·(c_a² + cv²/k) (Kingman; k prompts per pass, cv² of one prompt's pass time),
+        ρ_B = λ·E[p]·T(B)/B the load on full-budget passes. With a one-prompt budget this is the per-prompt G/G/1;
         with a budget of many short prompts the wait is about one residual pass until the budget fills."""
         if rate <= 0:
             return NO_WAIT, self.mean_prompt
@@ -163,27 +184,52 @@ class PrefillProfile:
         if rho_full >= 1:
             return SATURATED, n
         cv2 = max(self.service_sq / self.service_mean**2 - 1.0, 0.0)
-        residual = interval / 2 * (1.0 + cv2 / k)
+        residual = interval / 2 * (arrival_cv2 + cv2 / k)
         return WaitTail(busy, (1.0 - rho_full) / residual), n
 
-    def wait(self, rate: float) -> float:
+    def wait(self, rate: float, arrival_cv2: float = 1.0) -> float:
         """Mean queueing delay at arrival rate `rate` (inf at or past saturation)."""
-        return self.wait_tail(rate)[0].mean
+        return self.wait_tail(rate, arrival_cv2)[0].mean
 
     def pass_latency(self, rate: float) -> np.ndarray:
         """float[n]: latency of each sampled request's own (batched) pass at arrival rate `rate` (s)."""
         if self.extra_grid is None or self.latency_grid is None or rate <= 0:
             return self.latency
-        n = self.batch(rate)[0]
+        return self._latency_in_pass(self.batch(rate)[0])
+
+    def _latency_in_pass(self, n: float) -> np.ndarray:
+        """float[n]: latency of each sampled request's pass when the pass holds `n` tokens (s)."""
+        assert self.extra_grid is not None and self.latency_grid is not None
         extra = min(n - self.mean_prompt, float(self.extra_grid[-1]))
         hi = int(np.clip(np.searchsorted(self.extra_grid, extra), 1, self.extra_grid.size - 1))
         lo_e, hi_e = self.extra_grid[hi - 1], self.extra_grid[hi]
         w = (extra - lo_e) / (hi_e - lo_e) if hi_e > lo_e else 0.0
         return (1 - w) * self.latency_grid[hi - 1] + w * self.latency_grid[hi]
 
-    def hit(self, rate: float) -> np.ndarray:
-        """float[n]: P(TTFT <= deadline) of each sampled request at arrival rate `rate`."""
-        return 1.0 - self.wait_tail(rate)[0].exceeds(self.deadline_s - self.pass_latency(rate))
+    def hit(self, rate: float, arrival_cv2: float = 1.0) -> np.ndarray:
+        """float[n]: P(TTFT <= deadline) of each sampled request at arrival rate `rate` (arrival c_a²)."""
+        if self.extra_grid is None or self.latency_grid is None or rate <= 0:
+            return 1.0 - self.wait_tail(rate, arrival_cv2)[0].exceeds(self.deadline_s - self.latency)
+        tail, tokens = self.wait_tail(rate, arrival_cv2)
+        return 1.0 - tail.exceeds(self.deadline_s - self._latency_in_pass(tokens))
+
+    def capacity(self, arrival_cv2: float) -> float:
+        """SLO-feasible arrival rate when the arrivals have c_a² = `arrival_cv2` (`rate_cap` at 1, more below)."""
+        x = min(max(arrival_cv2, 0.0), 1.0) / ARRIVAL_CV2_STEP
+        lo = int(math.floor(x))
+        w = x - lo
+        at_lo = self._capacity_at(lo)
+        return at_lo if w < 1e-9 else (1 - w) * at_lo + w * self._capacity_at(lo + 1)
+
+    def _capacity_at(self, point: int) -> float:
+        cv2 = point * ARRIVAL_CV2_STEP
+        if cv2 >= 1.0 or self.rate_cap <= 0:
+            return self.rate_cap
+        if point not in self._capacity:  # NOTE: smoother arrivals never lower the capacity: rate_cap brackets it
+            saturation = self.batch_tokens / (self.mean_prompt * float(self.interval_grid[-1]))  # type: ignore[index]
+            self._capacity[point] = _largest_rate(lambda r: float(self.hit(r, cv2).mean()), saturation,
+                                                  COMPONENT_TARGET, lo=self.rate_cap)
+        return self._capacity[point]
 
 
 def prefill_profile(cost_model: CostModel, config: ReplicaConfig, sample: WorkloadSample,

@@ -2,7 +2,8 @@
 
 Per sampled request r routed prefill i → decode j (queue formulas in `queueing.py`, profiles in `capacity.py`):
     P(TTFT ok) = 1 − P(W_i > D_ttft − latency_i(r, λ_i))   (batched prefill i: residual of the pass under way +
-                 backlog past the token budget; latency of r's pass with the prompts batched with it at λ_i)
+                 backlog past the token budget; latency of r's pass with the prompts batched with it at λ_i;
+                 arrivals dealt round-robin, so c_a² of i's arrivals ≈ its share of them: G/G/1, Kingman)
     P(TPOT ok) = 1 − P(W_ij + W_j^kv > (D_tpot − TPOT_j)·(out_r − 1) − T_ij(r))
                  W_ij: M/G/1 wait of the KV link i→j (transfers serialise), W_j^kv: M/M/c wait for a KV slot on j,
                  T_ij(r) = α + compressed bytes/β: the handoff delays the second token.
@@ -14,14 +15,14 @@ No discrete-event simulation runs here.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from planner.capacity import DecodeProfile, PrefillProfile, WorkloadSample
 from planner.cost_model import CostModel
 from planner.plan import Prediction
-from planner.queueing import NO_WAIT, convex_segments, mg1_wait_arrays, sum_exceeds_arrays
+from planner.queueing import NO_WAIT, convex_segments, mg1_wait_arrays, split_arrival_cv2, sum_exceeds_arrays
 from planner.routing import LINK_UTILISATION, Curves, proportional_routing, solve_convex_routing_lp
 
 BREAKPOINTS = np.array([0.0, 0.3, 0.5, 0.65, 0.75, 0.85, 0.92, 1.0])
@@ -39,6 +40,8 @@ class Orchestration:
     sample: WorkloadSample
     cost_model: CostModel
     compressed: bool = True
+    _capacities: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=list, init=False, repr=False)
+    """`capacities()` once computed (routing, the LP curves and the score all ask for them)."""
 
     def transfer_times(self) -> np.ndarray:
         """P×D×n seconds to hand each sampled request's KV from prefill i to decode j."""
@@ -47,8 +50,23 @@ class Orchestration:
         nbytes = self.sample.prompts * cm.kv_bytes_per_token / ratio
         return self.link_lat[:, :, None] + nbytes[None, None, :] / self.link_bw[:, :, None]
 
+    def prefill_arrival_cv2(self, load: np.ndarray) -> np.ndarray:
+        """float[P]: c_a² of each prefill replica's arrivals when it is dealt `load` of the sample's arrivals (the
+        router deals them in turn, so a replica with a small share sees nearly regular arrivals)."""
+        total = float(load.sum())
+        return split_arrival_cv2(load / total if total > 0 else np.ones_like(load))
+
     def capacities(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        cap_p = np.array([p.rate_cap for p in self.prefill])
+        """(prefill, decode, link) SLO-feasible rates. A prefill replica's depends on the share of the arrivals it
+        gets (see `prefill_arrival_cv2`); at capacity the shares follow the Poisson capacities."""
+        if not self._capacities:
+            self._capacities.append(self._solve_capacities())
+        return self._capacities[0]
+
+    def _solve_capacities(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        poisson = np.array([p.rate_cap for p in self.prefill])
+        cv2 = self.prefill_arrival_cv2(poisson)
+        cap_p = np.array([p.capacity(float(c)) for p, c in zip(self.prefill, cv2, strict=True)])
         cap_d = np.array([d.rate_cap for d in self.decode])
         link_cap = LINK_UTILISATION / self.transfer_times().mean(axis=2)
         return cap_p, cap_d, link_cap
@@ -74,8 +92,8 @@ class Orchestration:
             flows = cap * BREAKPOINTS
             return convex_segments(flows, np.array([f * delay(f) if f > 0 else 0.0 for f in flows]))
 
-        pre = [seg(c, lambda f, p=p: (float(p.pass_latency(f).mean()) + p.wait(f)) / s.slo.ttft_s)
-               for p, c in zip(self.prefill, cap_p, strict=True)]
+        pre = [seg(c, lambda f, p=p, a=a: (float(p.pass_latency(f).mean()) + p.wait(f, a)) / s.slo.ttft_s)
+               for p, c, a in zip(self.prefill, cap_p, self.prefill_arrival_cv2(cap_p), strict=True)]
 
         def decode_delay(f: float, d: DecodeProfile) -> float:
             tpot = d.tpot(cm, f)
@@ -107,7 +125,8 @@ class Orchestration:
         rate = s.rate
         load_p = flows.sum(axis=1)
         load_d = flows.sum(axis=0)
-        ttft_hit = np.stack([p.hit(x) for p, x in zip(self.prefill, load_p, strict=True)])      # P×n
+        cv2_p = self.prefill_arrival_cv2(load_p)
+        ttft_hit = np.stack([p.hit(x, a) for p, x, a in zip(self.prefill, load_p, cv2_p, strict=True)])  # P×n
         tpots = np.array([d.tpot(cm, x) for d, x in zip(self.decode, load_d, strict=True)])
         t = self.transfer_times()                                                             # P×D×n
         t_mean, t_sq = t.mean(axis=2), (t**2).mean(axis=2)
@@ -126,7 +145,7 @@ class Orchestration:
                                       kv_theta[pj, None], slack[pi, pj])
             hit[pi, pj] = (ttft_hit[pi] * (1.0 - miss)).mean(axis=1)
         attainment = float((flows * hit).sum() / rate)
-        waits = np.array([p.wait(x) for p, x in zip(self.prefill, load_p, strict=True)])
+        waits = np.array([p.wait(x, a) for p, x, a in zip(self.prefill, load_p, cv2_p, strict=True)])
         lat = np.stack([p.pass_latency(x) for p, x in zip(self.prefill, load_p, strict=True)])
         healthy = np.isfinite(waits)[:, None] & np.isfinite(tpots)[None, :]
         weights = flows * healthy

@@ -5,6 +5,11 @@ Tails use the exponential approximation of a waiting time with an atom at zero: 
 otherwise ~ Exp(θ). For M/G/1 (Pollaczek–Khinchine mean E[W] = ρ·E[R]/(1−ρ), mean residual E[R] = E[S²]/2E[S]):
     p = ρ, θ = (1 − ρ)/E[R]           →  P(W > t) ≈ ρ·exp(−(1 − ρ)·t / E[R])
 (exact for M/M/1, the standard heavy-traffic form otherwise). For M/M/c: p = Erlang C, θ = (c − a)/E[S] (exact).
+
+Arrivals smoother than Poisson (squared coefficient of variation of the inter-arrival time c_a² < 1) wait less:
+Kingman's G/G/1 form replaces the mean residual E[S](1 + c_s²)/2 by E[S](c_a² + c_s²)/2 (same for c_a² = 1).
+A replica that gets every k-th arrival of a Poisson stream (round-robin routing, share w = 1/k) sees Erlang-k
+inter-arrival times, c_a² = 1/k = w (`split_arrival_cv2`).
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.special import gammaincc
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,15 +59,25 @@ def mg1_wait(rate: float, mean_s: float, sq_s: float) -> WaitTail:
     return WaitTail(rho, (1 - rho) / residual)
 
 
+def split_arrival_cv2(share: float | np.ndarray) -> np.ndarray:
+    """c_a² of the arrivals a replica gets when a router deals it a `share` of a Poisson stream in turn (smooth
+    weighted round-robin, as the simulator and a load balancer do): every K-th arrival, K ∈ {⌊1/w⌋, ⌈1/w⌉} with
+    mean 1/w, so c_a² = (E[K] + Var K)/E[K]² = w + w²·f(1 − f), f = frac(1/w) (Erlang-k gaps, c_a² = 1/k, when
+    1/w = k). (Random splitting would keep c_a² = 1; a round-robin over very uneven weights can be a little
+    burstier than this.)"""
+    w = np.clip(np.asarray(share, dtype=np.float64), 1e-9, 1.0)
+    f = 1.0 / w - np.floor(1.0 / w)
+    return w + w**2 * f * (1.0 - f)
+
+
 def erlang_c(servers: int, load: float) -> float:
     """Probability that an arrival waits in an M/M/c queue with `servers` and offered `load` = λ·E[S] (Erlangs)."""
     if load <= 0:
         return 0.0
     if servers <= 0 or load >= servers:
         return 1.0
-    blocking = 1.0  # Erlang B by its stable recursion, then C from B
-    for k in range(1, servers + 1):
-        blocking = load * blocking / (k + load * blocking)
+    # Erlang B = P(N = c) / P(N <= c) for N ~ Poisson(load) (closed form, no loop over the servers), then C from B
+    blocking = math.exp(servers * math.log(load) - load - math.lgamma(servers + 1)) / float(gammaincc(servers + 1, load))
     return servers * blocking / (servers - load * (1 - blocking))
 
 
@@ -150,4 +166,4 @@ def convex_segments(flows: np.ndarray, totals: np.ndarray) -> tuple[np.ndarray, 
 
 
 __all__ = ["NO_WAIT", "SATURATED", "WaitTail", "convex_segments", "erlang_c", "mg1_wait", "mg1_wait_arrays", "mmc_wait",
-           "sum_exceeds", "sum_exceeds_arrays"]
+           "split_arrival_cv2", "sum_exceeds", "sum_exceeds_arrays"]

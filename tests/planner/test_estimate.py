@@ -5,7 +5,9 @@ predicted SLO attainment is within 0.06 of the attainment simulated with 1,500 P
 are <= 0.052 at the time of writing). On the 32-GPU cloud pool, where prefill replicas batch many prompts per
 pass, the same tolerance holds from 50 % to 100 % of capacity (measured gaps <= 0.053 on coding, <= 0.011 on
 conversation); the batch-service prefill estimate is what keeps coding there (the per-prompt M/G/1 estimate
-predicted 0.29 TTFT attainment for a replica the simulator measured at 0.94). Past capacity the decode side is
+predicted 0.29 TTFT attainment for a replica the simulator measured at 0.94). There the simulation is measured in
+steady state (12,000 requests, 20 % warm-up): at capacity, with prefill replicas dealt their arrivals in turn
+(G/G/1), coding predicts 0.904 against 0.909 simulated, conversation 0.949 against 0.963. Past capacity the decode side is
 still pessimistic on coding (1.1x: 0.86 predicted vs 0.99 simulated; a single decode replica near its KV limit).
 """
 
@@ -66,7 +68,9 @@ def test_estimate_tracks_the_simulator_where_prefill_batches(name: str) -> None:
         rate = share * p.prediction.capacity_rps
         at = replan(p, [WorkloadShift(workload=wl.with_rate(rate))], cluster=cluster, model=LLAMA, workload=wl,
                     cost_model=cm)
-        simulated = simulate(at, wl, cm, rate=rate, n=1500).attainment(slo.ttft_s, slo.tpot_s)
+        # steady state, as the benchmarks measure it: 1,500 requests from an empty system flatter a plan at its
+        # capacity (coding: 0.966 simulated vs 0.909 over 12,000 after a 20 % warm-up; 0.904 predicted)
+        simulated = simulate(at, wl, cm, rate=rate, n=12_000).after_warmup(0.2).attainment(slo.ttft_s, slo.tpot_s)
         assert at.prediction.slo_attainment == pytest.approx(simulated, abs=TOLERANCE), (name, share)
 
 
