@@ -41,6 +41,9 @@ class PickSettings:
     replan_phases: bool = True
     """At every simulated rate, re-climb the phases first (as `replan` does when the running system sees that
     rate), so a finalist is judged the way it will be served."""
+    workers: int = 1
+    """Processes that polish and judge finalists at once (`planner.forkmap.fork_map`); the result does not depend
+    on it."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import itertools
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
+from functools import partial
 
 import numpy as np
 
@@ -15,6 +17,7 @@ from planner.config import Link
 from planner.cost_model import CostModel
 from planner.errors import PlanError
 from planner.evaluate import Evaluation, Evaluator, Group, assign_phases, canonical, grouping
+from planner.forkmap import fork_map
 from planner.initial import initial_groups, smallest_groups
 from planner.model_spec import ModelSpec
 from planner.parallel import ParallelSolver, group_link
@@ -36,9 +39,11 @@ def default_settings(n_devices: int) -> TabuSettings:
 
     NOTE: up to 64 devices the search got 2.5x the iterations once scoring was vectorised: across planner seeds 0-5
     on the paper's 32-GPU pool the simulated max rate rose 11.4 -> 12.9 req/s (conversation) and 20.4 -> 21.3
-    (coding) on average (docs/paper_table.md)."""
+    (coding) on average (docs/paper_table.md). Most searches stop on `patience` after 67-106 iterations; the cap
+    of 100 (was 200) cut the longest ones (coding, 136) back under 5 s with the same simulated max rate on every
+    one of planner seeds 0-5 on both workloads (coding seed 5 +1 %)."""
     if n_devices <= 64:
-        return TabuSettings(max_iters=200, patience=60, neighbourhood=24)
+        return TabuSettings(max_iters=100, patience=60, neighbourhood=24)
     return TabuSettings(max_iters=150, patience=40, neighbourhood=10)
 
 
@@ -49,10 +54,12 @@ def default_pick(n_devices: int) -> PickSettings:
     attainment after a 20 % warm-up, stress at 1.0x / 1.2x the analytic capacity (past 1.2x every finalist fails in
     steady state, so higher stress rates no longer rank them) and 8 finalists instead of 4 (8 lost before only
     because 300-request transient runs misjudged groupings). Above 64 devices the finalists are not Swap-polished
-    (the Swap neighbourhood grows with the square of the group count)."""
+    (the Swap neighbourhood grows with the square of the group count). Finalists are judged on up to 2 cores
+    (`PickSettings.workers`; same verdicts)."""
+    workers = min(2, os.cpu_count() or 1)
     if n_devices <= 64:
-        return PickSettings(candidates=8, requests=1000, warmup=0.2, stress=(1.0, 1.2))
-    return PickSettings(candidates=3, requests=200, stress=(1.0,), replan_phases=False, polish=False)
+        return PickSettings(candidates=8, requests=1000, warmup=0.2, stress=(1.0, 1.2), workers=workers)
+    return PickSettings(candidates=3, requests=200, stress=(1.0,), replan_phases=False, polish=False, workers=workers)
 
 
 def plan(cluster: Cluster, model: ModelSpec, workload: Workload, budget: Budget, *, seed: int = 0,
@@ -102,6 +109,7 @@ def plan(cluster: Cluster, model: ModelSpec, workload: Workload, budget: Budget,
                 if on_progress is not None:
                     on_progress(replace(progress, iteration=iterations + done))
             iterations += done
+    evaluations = evaluator.evaluations  # the search's own (the polish may run in forked workers)
     bests = [s.best for s in searches if s.best is not None]
     if not bests:
         assert failure is not None
@@ -112,12 +120,12 @@ def plan(cluster: Cluster, model: ModelSpec, workload: Workload, budget: Budget,
     pick = pick or default_pick(len(cluster.devices))
     finalists = _pooled_finalists(searches, max(pick.candidates, 1), pick.distinct_groupings)
     if pick.polish:
-        finalists = _distinct([searches[0].polish(*f) for f in finalists])
+        finalists = _distinct(fork_map([partial(searches[0].polish, *f) for f in finalists], pick.workers))
     verdicts = _simulate_finalists(cluster, model, workload, evaluator, finalists, pick) if len(finalists) > 1 else []
     chosen = max(range(len(verdicts)), key=lambda k: (verdicts[k].key, -k)) if verdicts else 0
     best_state, best_unused, best_eval = finalists[chosen]
     meta: dict[str, object] = {"algorithm": "tabu", "seed": seed, "iterations": iterations,
-                               "evaluations": evaluator.evaluations, "starts": len(starts),
+                               "evaluations": evaluations, "starts": len(starts),
                                "searches": len(searches)}
     if verdicts:
         meta["pick"] = {"finalists": len(finalists), "rank_by_estimate": chosen,
@@ -157,9 +165,8 @@ def _simulate_finalists(cluster: Cluster, model: ModelSpec, workload: Workload, 
                         pick: PickSettings) -> list[Verdict]:
     capacity = max(e.prediction.capacity_rps for _, _, e in finalists if e.prediction is not None)
     rates = stress_rates(workload.rate, capacity, pick)
-    verdicts = []
-    for state, unused, _ in finalists:
-        def plan_at(rate: float, state: tuple[Group, ...] = state, unused: frozenset[int] = unused) -> Plan:
+    def job(state: tuple[Group, ...], unused: frozenset[int]) -> Callable[[], Verdict]:
+        def plan_at(rate: float) -> Plan:
             at = ev.at_rate(rate)
             if not pick.replan_phases:
                 return build_plan(cluster, model, workload, at, state, unused, at.evaluate(state, exact=True), {})
@@ -170,8 +177,9 @@ def _simulate_finalists(cluster: Cluster, model: ModelSpec, workload: Workload, 
             served, evaluation = climb_phases(kept, state)
             return build_plan(cluster, model, workload, kept, served, unused, evaluation, {})
 
-        verdicts.append(judge(plan_at, workload, ev.cost_model, rates, pick, compressed=ev.compressed))
-    return verdicts
+        return lambda: judge(plan_at, workload, ev.cost_model, rates, pick, compressed=ev.compressed)
+
+    return fork_map([job(state, unused) for state, unused, _ in finalists], pick.workers)
 
 
 def _fit_budget(ev: Evaluator, groups: list[frozenset[int]], prices: np.ndarray,
