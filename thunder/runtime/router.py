@@ -174,8 +174,9 @@ class Router(Actor):
         def colocated(g: str) -> bool:
             return self.table.roles[g] == "colocated"
 
+        now = self.system.loop.time()
         choice = self._arrivals.pick(
-            lambda g: not self.loads[g].would_miss(self.slo, n, decoding=colocated(g))
+            lambda g: not self.loads[g].would_miss(self.slo, n, decoding=colocated(g), now=now)
         )
         if choice is None:
             self.skipped += 1
@@ -188,7 +189,8 @@ class Router(Actor):
         wrr = self._handoffs.get(prefill)
         if wrr is None:
             return None
-        choice = wrr.pick(lambda d: not self.loads[d].would_miss(self.slo, n, decoding=True))
+        now = self.system.loop.time()
+        choice = wrr.pick(lambda d: not self.loads[d].would_miss(self.slo, n, decoding=True, now=now))
         if choice is None:
             self.skipped += 1
             best = least_loaded([self.loads[d] for d in wrr.weights if wrr.weights[d] > 0], n, decoding=True)
@@ -216,7 +218,7 @@ class Router(Actor):
     def on_progress(self, msg: Progress) -> None:
         load = self.loads.get(msg.stats.replica)
         if load is not None:
-            load.observe(msg.stats, msg.step_s, msg.prefill_tokens, msg.decode_tokens)
+            load.observe(msg.stats, msg.step_s, msg.prefill_tokens, msg.decode_tokens, now=self.system.loop.time())
         for rid in msg.first_token_ids:
             p = self._placements.get(rid)
             if p is not None and not p.first_token_seen:

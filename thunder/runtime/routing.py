@@ -18,6 +18,8 @@ __all__ = ["ReplicaLoad", "SloTargets", "SmoothWRR", "least_loaded"]
 
 EWMA = 0.2
 """Weight of the newest sample in the step-time averages."""
+STALE_HALF_LIFE_S = 2.0
+"""An idle replica's measured step time counts half as much after this long without a new measurement."""
 
 
 class SmoothWRR:
@@ -66,30 +68,53 @@ class ReplicaLoad:
         self.sec_per_prefill_token = 0.0
         self.decode_step_s = 0.0
         self.draining = False
+        self.prefill_at = 0.0
+        self.decode_at = 0.0
+        """Loop times of the latest prefill and decode step measurements."""
 
-    def observe(self, stats: DeviceStats, step_s: float, prefill_tokens: int, decode_tokens: int) -> None:
-        """Fold in one step report."""
+    def observe(self, stats: DeviceStats, step_s: float, prefill_tokens: int, decode_tokens: int,
+                now: float = 0.0) -> None:
+        """Fold in one step report (`now`: the loop time it arrived). A measurement that comes after a gap of
+        more than `STALE_HALF_LIFE_S` replaces the average instead of joining it (see `_trusted`)."""
         self.stats = stats
         if prefill_tokens > 0:
             sample = step_s / prefill_tokens
-            self.sec_per_prefill_token = _ewma(self.sec_per_prefill_token, sample)
+            old = self.sec_per_prefill_token if now - self.prefill_at <= STALE_HALF_LIFE_S else 0.0
+            self.sec_per_prefill_token, self.prefill_at = _ewma(old, sample), now
         elif decode_tokens > 0:
-            self.decode_step_s = _ewma(self.decode_step_s, step_s)
+            old = self.decode_step_s if now - self.decode_at <= STALE_HALF_LIFE_S else 0.0
+            self.decode_step_s, self.decode_at = _ewma(old, step_s), now
 
-    def predicted_ttft_s(self, prompt_tokens: int) -> float:
-        """Queue + own prefill time if a `prompt_tokens` prompt were admitted now (0 before any sample)."""
-        return (self.queued_prompt_tokens + prompt_tokens) * self.sec_per_prefill_token
+    def _trusted(self, measured: float, measured_at: float, idle: bool, now: float | None) -> float:
+        """`measured` as far as it still holds at loop time `now`.
 
-    def would_miss(self, slo: SloTargets, prompt_tokens: int, *, decoding: bool) -> bool:
-        """True when one more request here is predicted to miss the TTFT (prefill) or TPOT (decode) SLO."""
+        NOTE: an idle replica skipped for a predicted miss gets no work, so no new step corrects its measurement:
+        one short chunk, whose fixed step cost is spread over a few tokens, rated a PP 4 prefill replica at
+        58 ms per token instead of 1.8 and starved it for good. So an idle replica's measurement halves every
+        `STALE_HALF_LIFE_S` without a report; it then takes a request and is measured again, like an outlier
+        ejection that expires; a measurement after such a gap starts the average afresh (`observe`). A queue, a
+        full batch or a full KV pool are facts and do not fade."""
+        if now is None or not idle:
+            return measured
+        return measured * 0.5 ** (max(now - measured_at, 0.0) / STALE_HALF_LIFE_S)
+
+    def predicted_ttft_s(self, prompt_tokens: int, now: float | None = None) -> float:
+        """Queue + own prefill time if a `prompt_tokens` prompt were admitted at loop time `now` (0 before any
+        sample)."""
+        per_token = self._trusted(self.sec_per_prefill_token, self.prefill_at, self.queued_prompt_tokens == 0, now)
+        return (self.queued_prompt_tokens + prompt_tokens) * per_token
+
+    def would_miss(self, slo: SloTargets, prompt_tokens: int, *, decoding: bool, now: float | None = None) -> bool:
+        """True when one more request here, at loop time `now`, is predicted to miss the TTFT (prefill) or TPOT
+        (decode) SLO."""
         if self.draining:
             return True
         if not decoding:
-            return self.predicted_ttft_s(prompt_tokens) > slo.ttft_s
+            return self.predicted_ttft_s(prompt_tokens, now) > slo.ttft_s
         s = self.stats
         if s is not None and (self.active >= s.max_num_seqs or s.kv_cache_usage > slo.kv_high_water):
             return True
-        return self.decode_step_s > slo.tpot_s
+        return self._trusted(self.decode_step_s, self.decode_at, self.active == 0, now) > slo.tpot_s
 
     def score(self, prompt_tokens: int, *, decoding: bool) -> float:
         """Lower is better; breaks ties when every replica is predicted to miss."""

@@ -57,6 +57,28 @@ def test_prefill_prediction_uses_queue_and_measured_rate() -> None:
     assert not load.would_miss(SLO, 40, decoding=False)
 
 
+def test_an_idle_replicas_measurement_fades_so_a_skipped_replica_is_tried_again() -> None:
+    load = ReplicaLoad("g0", "prefill")
+    load.observe(stats("g0"), step_s=0.12, prefill_tokens=2, decode_tokens=0, now=10.0)  # a 2-token chunk: 60 ms/token
+    assert load.would_miss(SLO, 64, decoding=False, now=10.0)  # 3.8 s predicted for 64 tokens, over the 1 s TTFT
+    assert load.would_miss(SLO, 64, decoding=False, now=13.0)  # 1.4 s after 1.5 half-lives
+    assert not load.would_miss(SLO, 64, decoding=False, now=14.0)  # 0.96 s: it takes one and is measured again
+    load.observe(stats("g0"), step_s=0.12, prefill_tokens=64, decode_tokens=0, now=14.2)  # after the gap:
+    assert load.predicted_ttft_s(64, now=14.2) == pytest.approx(0.12)  # the new measurement replaces the old
+    load.observe(stats("g0"), step_s=0.24, prefill_tokens=64, decode_tokens=0, now=14.4)
+    assert load.predicted_ttft_s(64, now=14.4) == pytest.approx(0.8 * 0.12 + 0.2 * 0.24)  # back to back: averaged
+    busy = ReplicaLoad("g1", "prefill")
+    busy.observe(stats("g1"), step_s=0.5, prefill_tokens=500, decode_tokens=0, now=0.0)
+    busy.queued_prompt_tokens = 2_000
+    assert busy.would_miss(SLO, 64, decoding=False, now=1_000.0)  # a real queue does not fade
+    slow = ReplicaLoad("g2", "decode")
+    slow.observe(stats("g2"), step_s=0.3, prefill_tokens=0, decode_tokens=4, now=0.0)
+    slow.active = 2
+    assert slow.would_miss(SLO, 10, decoding=True, now=100.0)  # busy: its step time is current
+    slow.active = 0
+    assert not slow.would_miss(SLO, 10, decoding=True, now=100.0)  # idle for 50 half-lives
+
+
 def test_decode_prediction_uses_batch_slots_kv_and_step_time() -> None:
     load = ReplicaLoad("g1", "decode")
     load.observe(stats("g1"), step_s=0.05, prefill_tokens=0, decode_tokens=4)
