@@ -8,6 +8,7 @@ the mean, min and max per workload.
 
     .venv/bin/python benchmarks/planner_seeds.py                          # seeds 0-4, both workloads
     .venv/bin/python benchmarks/planner_seeds.py --seeds 0 1 --workloads conversation --requests 6000
+    .venv/bin/python benchmarks/planner_seeds.py --ablations    # also each seed's three ablations (~3x longer)
 """
 
 from __future__ import annotations
@@ -43,6 +44,8 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     ap.add_argument("--workloads", nargs="+", default=["coding", "conversation"])
     ap.add_argument("--requests", type=int, default=REQUESTS)
+    ap.add_argument("--ablations", action="store_true",
+                    help="also the max rate of each seed's ablations (no KV compression, round-robin, random groups)")
     args = ap.parse_args()
     model = ModelSpec.from_catalog("llama-30b")
     cluster = Cluster.from_toml(CLUSTER)
@@ -50,16 +53,25 @@ def main() -> None:
     for name in args.workloads:
         wl = Workload.from_trace(name, max_context=model.max_context)
         rates = []
+        losses: dict[str, list[float]] = {}
         for seed in args.seeds:
             t0 = time.perf_counter()
-            system = thunder_systems(cluster, model, wl, BUDGET, cm, seed=seed, ablations=False)["thunder"]
+            systems = thunder_systems(cluster, model, wl, BUDGET, cm, seed=seed, ablations=args.ablations)
             planned = time.perf_counter() - t0
-            rate = rate_search(system, wl, cm, n=args.requests, seed=0, warmup=WARMUP).rate
+            rate = rate_search(systems["thunder"], wl, cm, n=args.requests, seed=0, warmup=WARMUP).rate
             rates.append(rate)
-            print(f"{name:>12} seed {seed}: {rate:6.2f} req/s  plan {planned:5.2f} s  {describe(system.plan)}",
+            print(f"{name:>12} seed {seed}: {rate:6.2f} req/s  plan {planned:5.2f} s  {describe(systems['thunder'].plan)}",
                   flush=True)
+            for key, system in systems.items():
+                if key != "thunder":
+                    other = rate_search(system, wl, cm, n=args.requests, seed=0, warmup=WARMUP).rate
+                    losses.setdefault(key, []).append(rate / other if other > 0 else float("inf"))
+                    print(f"{'':>12} {key}: {other:6.2f} req/s, thunder / it {losses[key][-1]:.2f}x", flush=True)
         print(f"{name:>12} mean {statistics.mean(rates):.2f}  min {min(rates):.2f}  max {max(rates):.2f} req/s "
               f"over seeds {args.seeds}", flush=True)
+        for key, ratio in losses.items():
+            print(f"{name:>12} thunder / {key}: mean {statistics.mean(ratio):.2f}x  min {min(ratio):.2f}x  "
+                  f"max {max(ratio):.2f}x", flush=True)
 
 
 if __name__ == "__main__":
