@@ -6,7 +6,7 @@ import itertools
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from functools import partial
 
 import numpy as np
@@ -41,9 +41,12 @@ def default_settings(n_devices: int) -> TabuSettings:
     on the paper's 32-GPU pool the simulated max rate rose 11.4 -> 12.9 req/s (conversation) and 20.4 -> 21.3
     (coding) on average (docs/paper_table.md). Most searches stop on `patience` after 67-106 iterations; the cap
     of 100 (was 200) cut the longest ones (coding, 136) back under 5 s with the same simulated max rate on every
-    one of planner seeds 0-5 on both workloads (coding seed 5 +1 %)."""
+    one of planner seeds 0-5 on both workloads (coding seed 5 +1 %). Up to 64 devices two independent searches run
+    (on both cores, `PickSettings.workers`) and pool their finalists: over planner seeds 0-5 the simulated max rate
+    rose 11.69 -> 12.19 req/s (conversation) and 20.79 -> 21.44 (coding) on average, the worst seed 10.87 -> 11.27
+    and 18.07 -> 18.96, at 3.1-4.6 s on 32 devices (was 2.8-4.1 s with one)."""
     if n_devices <= 64:
-        return TabuSettings(max_iters=100, patience=60, neighbourhood=24)
+        return TabuSettings(max_iters=100, patience=60, neighbourhood=24, searches=2)
     return TabuSettings(max_iters=150, patience=40, neighbourhood=10)
 
 
@@ -94,31 +97,43 @@ def plan(cluster: Cluster, model: ModelSpec, workload: Workload, budget: Budget,
     per_start = replace(settings, max_iters=max(1, -(-settings.max_iters // len(starts))))
     searches = [TabuSearch(evaluator, prices, budget.usd_per_hour, per_start, seed + SEARCH_SEED_STRIDE * k)
                 for k in range(max(settings.searches, 1))]
-    iterations = 0
-    failure: PlanError | None = None
-    for search in searches:
-        for groups, unused in starts:
-            try:
-                groups, dropped = _fit_budget(evaluator, groups, prices, budget.usd_per_hour)
-            except PlanError as exc:
-                failure = exc
-                continue
-            done = 0
-            for progress in search.run(assign_phases(evaluator, groups), frozenset(unused + dropped)):
-                done = progress.iteration
-                if on_progress is not None:
-                    on_progress(replace(progress, iteration=iterations + done))
-            iterations += done
-    evaluations = evaluator.evaluations  # the search's own (the polish may run in forked workers)
-    bests = [s.best for s in searches if s.best is not None]
+    pick = pick or default_pick(len(cluster.devices))
+    done = [0]  # iterations reported so far (progress numbering runs on across searches)
+
+    def job(search: TabuSearch) -> Callable[[], _Outcome]:
+        def run() -> _Outcome:
+            failure: PlanError | None = None
+            before, iterations = evaluator.evaluations, 0
+            for groups, unused in starts:
+                try:
+                    groups, dropped = _fit_budget(evaluator, groups, prices, budget.usd_per_hour)
+                except PlanError as exc:
+                    failure = exc
+                    continue
+                last = 0
+                for progress in search.run(assign_phases(evaluator, groups), frozenset(unused + dropped)):
+                    last = progress.iteration
+                    if on_progress is not None:
+                        on_progress(replace(progress, iteration=done[0] + last))
+                done[0] += last
+                iterations += last
+            return _Outcome(best=search.best, top=search.top(max(pick.candidates, 1),
+                                                           distinct_groupings=pick.distinct_groupings),
+                            iterations=iterations, evaluations=evaluator.evaluations - before, failure=failure)
+        return run
+
+    # NOTE: independent searches run on forked workers too, but progress is reported in order, so not then
+    outcomes = fork_map([job(s) for s in searches], 1 if on_progress is not None else pick.workers)
+    iterations = sum(o.iterations for o in outcomes)
+    evaluations = sum(o.evaluations for o in outcomes)
+    bests = [o.best for o in outcomes if o.best is not None]
     if not bests:
-        assert failure is not None
+        failure = next(o.failure for o in outcomes if o.failure is not None)
         raise failure
     if max(bests, key=lambda b: b[2].score)[2].prediction is None:
         raise PlanError(f"no feasible disaggregated plan for {model.name} on {cluster.name!r} within "
                         f"${budget.usd_per_hour}/h; raise the budget or add devices")
-    pick = pick or default_pick(len(cluster.devices))
-    finalists = _pooled_finalists(searches, max(pick.candidates, 1), pick.distinct_groupings)
+    finalists = _pooled_finalists([o.top for o in outcomes], max(pick.candidates, 1))
     if pick.polish:
         finalists = _distinct(fork_map([partial(searches[0].polish, *f) for f in finalists], pick.workers))
     verdicts = _simulate_finalists(cluster, model, workload, evaluator, finalists, pick) if len(finalists) > 1 else []
@@ -135,14 +150,24 @@ def plan(cluster: Cluster, model: ModelSpec, workload: Workload, budget: Budget,
     return build_plan(cluster, model, workload, evaluator, best_state, best_unused, best_eval, meta)
 
 
-def _pooled_finalists(searches: Sequence[TabuSearch], k: int, distinct_groupings: bool
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Outcome:
+    """What one tabu search hands back (from this process or a forked worker)."""
+
+    best: tuple[tuple[Group, ...], frozenset[int], Evaluation] | None
+    top: list[tuple[tuple[Group, ...], frozenset[int], Evaluation]]
+    iterations: int
+    evaluations: int
+    failure: PlanError | None
+
+
+def _pooled_finalists(ranked: Sequence[Sequence[tuple[tuple[Group, ...], frozenset[int], Evaluation]]], k: int
                       ) -> list[tuple[tuple[Group, ...], frozenset[int], Evaluation]]:
     """The `k` finalists of independent searches: each search's best states in turn (round robin, best first),
     repeated groupings dropped, so every search contributes its own local optima rather than one search filling
     the list with near-copies of its best."""
-    ranked = [s.top(k, distinct_groupings=distinct_groupings) for s in searches]
     if len(ranked) == 1:
-        return ranked[0]
+        return list(ranked[0][:k])
     pooled = _distinct([item for rank in itertools.zip_longest(*ranked) for item in rank if item is not None])
     return pooled[:k]
 

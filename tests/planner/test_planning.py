@@ -167,17 +167,13 @@ def test_independent_searches_pool_their_finalists_round_robin() -> None:
     a1, a2, a3 = state((0,), (1,)), state((0, 1), (2,)), state((0,), (1, 2))
     b1 = state((2,), (3,))
 
-    class Ranked:
-        def __init__(self, *states: tuple[Group, ...]) -> None:
-            self.states = states
-
-        def top(self, k: int, *, distinct_groupings: bool = False) -> list:
-            return [(s, frozenset(), None) for s in self.states[:k]]
+    def ranked(*states: tuple[Group, ...]) -> list:
+        return [(st, frozenset(), None) for st in states]
 
     # each search contributes its best in turn; a grouping both found (a2) is kept once, first come
-    pooled = _pooled_finalists([Ranked(a1, a2, a3), Ranked(b1, a2)], 4, True)  # type: ignore[list-item]
-    assert [s for s, _, _ in pooled] == [a1, b1, a2, a3]
-    assert [s for s, _, _ in _pooled_finalists([Ranked(a1, a2, a3)], 2, True)] == [a1, a2]  # type: ignore[list-item]
+    pooled = _pooled_finalists([ranked(a1, a2, a3), ranked(b1, a2)], 4)
+    assert [st for st, _, _ in pooled] == [a1, b1, a2, a3]
+    assert [st for st, _, _ in _pooled_finalists([ranked(a1, a2, a3)], 2)] == [a1, a2]
 
 
 def test_two_searches_run_both_and_stay_deterministic(cloud: Cluster) -> None:
@@ -190,3 +186,10 @@ def test_two_searches_run_both_and_stay_deterministic(cloud: Cluster) -> None:
     assert one.search["searches"] == 1 and two[0].search["searches"] == 2
     assert two[0].search["iterations"] > one.search["iterations"]  # the second search ran after the first
     assert two[0].to_dict()["groups"] == two[1].to_dict()["groups"] and two[0].routing == two[1].routing
+    from planner.planning import default_pick
+
+    in_turn = plan(cloud, LLAMA, wl, Budget(usd_per_hour=13.54), seed=1, settings=replace(SMALL, searches=2),
+                  pick=replace(default_pick(32), workers=1))
+    assert in_turn.to_dict()["groups"] == two[0].to_dict()["groups"]  # searches on 1 or 2 workers: the same plan
+    assert {k: v for k, v in in_turn.search.items() if k != "seconds"} == \
+        {k: v for k, v in two[0].search.items() if k != "seconds"}

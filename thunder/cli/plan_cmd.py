@@ -54,9 +54,10 @@ def plan_cmd(
     rate: float | None = typer.Option(None, "--rate", help="Arrival rate req/s (default: the trace's mean rate)."),
     slo_scale: float = typer.Option(1.0, "--slo-scale", help="Multiply the workload's TTFT/TPOT deadlines."),
     seed: int = typer.Option(0, "--seed"),
-    searches: int = typer.Option(1, "--searches", min=1,
-                                 help="Independent tabu searches whose best plans compete in the simulator: slower "
-                                      "(about +2 s each at 32 GPUs), less dependent on --seed."),
+    searches: int | None = typer.Option(None, "--searches", min=1,
+                                        help="Independent tabu searches whose best plans compete in the simulator "
+                                             "(default: 2 up to 64 GPUs, else 1): more is slower and less "
+                                             "dependent on --seed."),
     no_compression: bool = typer.Option(False, "--no-compression", help="Plan with uncompressed KV handoff."),
     out: Path | None = typer.Option(None, "--out", help="Write the plan JSON here."),
 ) -> None:
@@ -67,10 +68,11 @@ def plan_cmd(
         model_spec = _model(model)
         wl = Workload.from_trace(workload, rate=rate, slo_scale=slo_scale)
         cap = Budget(usd_per_hour=budget if budget is not None else spec.price_per_hour + 1e-9)
-        settings = replace(default_settings(len(spec.devices)), searches=searches)
+        settings = default_settings(len(spec.devices))
+        settings = replace(settings, searches=searches or settings.searches)
         with Progress(TextColumn("tabu search"), BarColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
                       console=console, transient=True) as bar:
-            task = bar.add_task("", total=settings.max_iters * searches)
+            task = bar.add_task("", total=settings.max_iters * settings.searches)
 
             def show(pr: SearchProgress) -> None:
                 bar.update(task, completed=pr.iteration, description=(
