@@ -26,7 +26,7 @@ from planner.initial import initial_groups
 from planner.model_spec import ModelSpec
 from planner.parallel import ParallelSolver
 from planner.plan import Plan
-from planner.planning import INITIAL_MEMORY_HEADROOM, build_plan, default_settings, plan
+from planner.planning import INITIAL_MEMORY_HEADROOM, SEARCH_SEED_STRIDE, build_plan, default_settings, plan
 from planner.replan import WorkloadShift, replan
 from planner.sim_metrics import SimResult
 from planner.sim_search import RateSearchResult, max_rate_at_attainment
@@ -132,11 +132,15 @@ def hexgen_candidates(cluster: Cluster, model: ModelSpec, workload: Workload, bu
     groups, unused = initial_groups(cluster, lambda m: solver.best_config(sorted(m), "colocated") is not None,
                                     min_bytes)
     prices = np.array([d.price_per_hour for d in cluster.devices])
-    search = ColocatedTabu(ev, prices, budget.usd_per_hour, default_settings(len(cluster.devices)), seed)
-    for _ in search.run(tuple(Group(g, "colocated") for g in groups), frozenset(unused)):
-        pass
-    assert search.best is not None
-    state = search.polish(*search.best)[0]
+    settings = default_settings(len(cluster.devices))
+    bests = []
+    for k in range(max(settings.searches, 1)):  # as many independent searches as thunder's plan() runs
+        search = ColocatedTabu(ev, prices, budget.usd_per_hour, settings, seed + SEARCH_SEED_STRIDE * k)
+        for _ in search.run(tuple(Group(g, "colocated") for g in groups), frozenset(unused)):
+            pass
+        assert search.best is not None
+        bests.append(search.best)
+    state = search.polish(*max(bests, key=lambda b: b[2].score))[0]
     p = colocated_plan(cluster, model, workload, ev, state, {"algorithm": "hexgen-style tabu", "seed": seed})
     return [System(name="hexgen", plan=p, description=f"{len(p.groups)} colocated heterogeneous replicas")]
 
