@@ -125,7 +125,8 @@ def distserve_candidates(cluster: Cluster, model: ModelSpec, workload: Workload,
 def hexgen_candidates(cluster: Cluster, model: ModelSpec, workload: Workload, budget: Budget, cost_model: CostModel,
                       *, seed: int = 0) -> list[System]:
     """Colocated replicas on the heterogeneous pool: tabu search (Split / Merge / Move, then the same Swap polish as
-    thunder) over groupings from the bandwidth-clustering start, asymmetric TP/PP per group by the same DP as thunder."""
+    thunder) over groupings from the bandwidth-clustering start, asymmetric TP/PP per group by the same DP as thunder;
+    as many independent searches as thunder's `plan()` runs (`TabuSettings.searches`), the best kept."""
     workload, sample, solver = _context(cluster, model, workload, cost_model, seed)
     ev = ColocatedEvaluator(cluster, cost_model, sample, solver.best_config)
     min_bytes = model.weight_bytes(cost_model.dtype_bytes) * INITIAL_MEMORY_HEADROOM
