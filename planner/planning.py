@@ -70,11 +70,12 @@ def plan(cluster: Cluster, model: ModelSpec, workload: Workload, budget: Budget,
          on_progress: Callable[[SearchProgress], None] | None = None, pick: PickSettings | None = None) -> Plan:
     """Search groups, phases, parallel configs and routing for `workload` on `cluster` within `budget`.
 
-    The tabu search starts from two groupings (bandwidth clustering; the most replicas memory allows) and splits
-    its iteration budget between them (`settings.searches` > 1: as many independent searches, finalists pooled); the top `pick.candidates` states by analytic score, each polished over
-    every Swap (`TabuSearch.polish`), are then simulated
-    and the best by simulated attainment wins (`PickSettings(candidates=1)`: the analytic best, no simulation).
-    Requests longer than the model's context are clipped (`Workload.clipped`). Deterministic for a seed.
+    Each of `settings.searches` independent tabu searches (own seeded move stream; forked jobs on
+    `pick.workers` cores) starts from two groupings (bandwidth clustering; the most replicas memory allows) and
+    splits its iteration budget between them. The top `pick.candidates` states by analytic score, taken in turn from
+    each search and each polished over every Swap (`TabuSearch.polish`), are then simulated, and the best by
+    simulated attainment wins (`PickSettings(candidates=1)`: the analytic best, no simulation). Requests longer than
+    the model's context are clipped (`Workload.clipped`). Deterministic for a seed, whatever the worker count.
     """
     start = time.perf_counter()
     cost_model = cost_model or CostModel.from_catalog(model, cluster.gpu_types())
