@@ -187,6 +187,12 @@ class PrefillProfile:
         residual = interval / 2 * (arrival_cv2 + cv2 / k)
         return WaitTail(busy, (1.0 - rho_full) / residual), n
 
+    @property
+    def saturation_rate(self) -> float:
+        """Arrival rate (req/s) at which full-budget passes run back to back: no capacity lies above it."""
+        assert self.interval_grid is not None
+        return self.batch_tokens / (self.mean_prompt * float(self.interval_grid[-1]))
+
     def wait(self, rate: float, arrival_cv2: float = 1.0) -> float:
         """Mean queueing delay at arrival rate `rate` (inf at or past saturation)."""
         return self.wait_tail(rate, arrival_cv2)[0].mean
@@ -226,8 +232,7 @@ class PrefillProfile:
         if cv2 >= 1.0 or self.rate_cap <= 0:
             return self.rate_cap
         if point not in self._capacity:  # NOTE: smoother arrivals never lower the capacity: rate_cap brackets it
-            saturation = self.batch_tokens / (self.mean_prompt * float(self.interval_grid[-1]))  # type: ignore[index]
-            self._capacity[point] = _largest_rate(lambda r: float(self.hit(r, cv2).mean()), saturation,
+            self._capacity[point] = _largest_rate(lambda r: float(self.hit(r, cv2).mean()), self.saturation_rate,
                                                   COMPONENT_TARGET, lo=self.rate_cap)
         return self._capacity[point]
 
@@ -261,8 +266,7 @@ def prefill_profile(cost_model: CostModel, config: ReplicaConfig, sample: Worklo
             "deadline_s": sample.slo.ttft_s, "mean_prompt": mean_p, "batch_tokens": full, "token_grid": tokens,
             "interval_grid": interval, "extra_grid": extra, "latency_grid": lat_grid}
     draft = PrefillProfile(rate_cap=0.0, **base)  # type: ignore[arg-type]
-    saturation = full / (mean_p * float(interval[-1]))
-    cap = _largest_rate(lambda r: float(draft.hit(r).mean()), saturation, COMPONENT_TARGET)
+    cap = _largest_rate(lambda r: float(draft.hit(r).mean()), draft.saturation_rate, COMPONENT_TARGET)
     return PrefillProfile(rate_cap=cap, **base)  # type: ignore[arg-type]
 
 

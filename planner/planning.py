@@ -99,10 +99,11 @@ def plan(cluster: Cluster, model: ModelSpec, workload: Workload, budget: Budget,
     searches = [TabuSearch(evaluator, prices, budget.usd_per_hour, per_start, seed + SEARCH_SEED_STRIDE * k)
                 for k in range(max(settings.searches, 1))]
     pick = pick or default_pick(len(cluster.devices))
-    done = [0]  # iterations reported so far (progress numbering runs on across searches)
+    reported = 0  # iterations reported so far (progress numbering runs on across searches)
 
     def job(search: TabuSearch) -> Callable[[], _Outcome]:
         def run() -> _Outcome:
+            nonlocal reported
             failure: PlanError | None = None
             before, iterations = evaluator.evaluations, 0
             for groups, unused in starts:
@@ -115,8 +116,8 @@ def plan(cluster: Cluster, model: ModelSpec, workload: Workload, budget: Budget,
                 for progress in search.run(assign_phases(evaluator, groups), frozenset(unused + dropped)):
                     last = progress.iteration
                     if on_progress is not None:
-                        on_progress(replace(progress, iteration=done[0] + last))
-                done[0] += last
+                        on_progress(replace(progress, iteration=reported + last))
+                reported += last
                 iterations += last
             return _Outcome(best=search.best, top=search.top(max(pick.candidates, 1),
                                                            distinct_groupings=pick.distinct_groupings),
@@ -191,6 +192,7 @@ def _simulate_finalists(cluster: Cluster, model: ModelSpec, workload: Workload, 
                         pick: PickSettings) -> list[Verdict]:
     capacity = max(e.prediction.capacity_rps for _, _, e in finalists if e.prediction is not None)
     rates = stress_rates(workload.rate, capacity, pick)
+
     def job(state: tuple[Group, ...], unused: frozenset[int]) -> Callable[[], Verdict]:
         def plan_at(rate: float) -> Plan:
             at = ev.at_rate(rate)
