@@ -78,12 +78,11 @@ class ReplicaLoad:
         more than `STALE_HALF_LIFE_S` replaces the average instead of joining it (see `_trusted`)."""
         self.stats = stats
         if prefill_tokens > 0:
-            sample = step_s / prefill_tokens
-            old = self.sec_per_prefill_token if now - self.prefill_at <= STALE_HALF_LIFE_S else 0.0
-            self.sec_per_prefill_token, self.prefill_at = _ewma(old, sample), now
+            self.sec_per_prefill_token = _fold(self.sec_per_prefill_token, self.prefill_at, step_s / prefill_tokens, now)
+            self.prefill_at = now
         elif decode_tokens > 0:
-            old = self.decode_step_s if now - self.decode_at <= STALE_HALF_LIFE_S else 0.0
-            self.decode_step_s, self.decode_at = _ewma(old, step_s), now
+            self.decode_step_s = _fold(self.decode_step_s, self.decode_at, step_s, now)
+            self.decode_at = now
 
     def _trusted(self, measured: float, measured_at: float, idle: bool, now: float | None) -> float:
         """`measured` as far as it still holds at loop time `now`.
@@ -128,5 +127,9 @@ def least_loaded(loads: Iterable[ReplicaLoad], prompt_tokens: int, *, decoding: 
     return min(live, key=lambda x: x.score(prompt_tokens, decoding=decoding), default=None)
 
 
-def _ewma(old: float, sample: float) -> float:
-    return sample if old == 0.0 else (1 - EWMA) * old + EWMA * sample
+def _fold(old: float, old_at: float, sample: float, now: float) -> float:
+    """The average after `sample` arrives at `now`: EWMA, started afresh when `old` is 0 (no sample yet) or older
+    than `STALE_HALF_LIFE_S` (measured at `old_at`)."""
+    if old == 0.0 or now - old_at > STALE_HALF_LIFE_S:
+        return sample
+    return (1 - EWMA) * old + EWMA * sample
